@@ -1,0 +1,1 @@
+"""Indexing: plan (pure diff), jobs (scan one account/repository), scheduler."""

@@ -1,0 +1,153 @@
+"""Project-wide pytest fixtures: real registries, token servers, fault proxies, image pushing.
+
+Session-scoped registries (started lazily on first use, shared by the whole run — use
+`unique_name` for repository names):
+    registry_anonymous, registry_basic, registry_token,
+    registry_anonymous_tls, registry_basic_tls, registry_token_tls,
+    registry_any  (parametrized over the six; ids "anonymous-http" … "token-tls")
+Function-scoped:
+    registry_factory(mode="anonymous", tls=False, *, extra_config=None, **kw) -> RegistryHandle
+    fault_proxy_factory(upstream_handle, **kw) -> FaultProxy (started)
+    unique_name  -> e.g. "t3f9a1/"
+    push_images  -> the sync helper `harness.push_images`
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:  # `import harness` must work whatever pytest's import mode
+    sys.path.insert(0, _TESTS_DIR)
+
+from harness import (  # noqa: E402
+    MODES,
+    RegistryHandle,
+    RegistryProcess,
+    TLSMaterial,
+    default_tls,
+    stop_all,
+)
+from harness import token_server as _token_server  # noqa: E402
+
+REGISTRY_KINDS = [(mode, tls) for mode in MODES for tls in (False, True)]
+REGISTRY_IDS = [f"{mode}-{'tls' if tls else 'http'}" for mode, tls in REGISTRY_KINDS]
+
+
+class _RegistryPool:
+    """Session registries, started on first request and stopped at the end of the session."""
+
+    def __init__(self) -> None:
+        self._processes: dict[tuple[str, bool], RegistryProcess] = {}
+        self._handles: dict[tuple[str, bool], RegistryHandle] = {}
+
+    def get(self, mode: str, tls: bool) -> RegistryHandle:
+        key = (mode, tls)
+        if key not in self._handles:
+            process = RegistryProcess(mode, tls)
+            self._handles[key] = process.start()
+            self._processes[key] = process
+        return self._handles[key]
+
+    def close(self) -> None:
+        for process in self._processes.values():
+            process.stop()
+        self._processes.clear()
+        self._handles.clear()
+
+
+@pytest.fixture(scope="session")
+def _registry_pool() -> Iterator[_RegistryPool]:
+    pool = _RegistryPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def tls_material() -> TLSMaterial:
+    """The session's throwaway CA and server certificate (127.0.0.1 + localhost)."""
+    return default_tls()
+
+
+@pytest.fixture(scope="session")
+def registry_anonymous(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("anonymous", False)
+
+
+@pytest.fixture(scope="session")
+def registry_basic(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("basic", False)
+
+
+@pytest.fixture(scope="session")
+def registry_token(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("token", False)
+
+
+@pytest.fixture(scope="session")
+def registry_anonymous_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("anonymous", True)
+
+
+@pytest.fixture(scope="session")
+def registry_basic_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("basic", True)
+
+
+@pytest.fixture(scope="session")
+def registry_token_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
+    return _registry_pool.get("token", True)
+
+
+@pytest.fixture(scope="session", params=REGISTRY_KINDS, ids=REGISTRY_IDS)
+def registry_any(request: pytest.FixtureRequest, _registry_pool: _RegistryPool) -> RegistryHandle:
+    mode, tls = request.param
+    return _registry_pool.get(mode, tls)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short random repository prefix like "t3f9a1/" (session registries are shared)."""
+    return f"t{secrets.token_hex(3)}/"
+
+
+@pytest.fixture
+def registry_factory() -> Iterator[Callable[..., RegistryHandle]]:
+    """Start private registries: `registry_factory("token", True, extra_config={...})`."""
+    processes: list[RegistryProcess] = []
+
+    def factory(
+        mode: str = "anonymous",
+        tls: bool = False,
+        *,
+        extra_config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> RegistryHandle:
+        process = RegistryProcess(mode, tls, extra_config=extra_config, **kwargs)
+        processes.append(process)
+        return process.start()
+
+    try:
+        yield factory
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_token_servers() -> Iterator[None]:
+    """Knobs a test set on a shared token server must not leak into the next test."""
+    yield
+    _token_server.reset_all()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_all()

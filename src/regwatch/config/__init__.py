@@ -1,0 +1,1 @@
+"""Account configuration: the account model, the halconfig file, secret sources, validation."""

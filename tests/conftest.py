@@ -28,10 +28,13 @@ if _TESTS_DIR not in sys.path:  # `import harness` must work whatever pytest's i
 
 from harness import (  # noqa: E402
     MODES,
+    FaultProxy,
+    PushedImage,
     RegistryHandle,
     RegistryProcess,
     TLSMaterial,
     default_tls,
+    push_images,
     stop_all,
 )
 from harness import token_server as _token_server  # noqa: E402
@@ -140,6 +143,29 @@ def registry_factory() -> Iterator[Callable[..., RegistryHandle]]:
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[Callable[..., FaultProxy]]:
+    """Start fault-injecting proxies in front of registries: `fault_proxy_factory(handle)`."""
+    proxies: list[FaultProxy] = []
+
+    def factory(upstream: RegistryHandle, **kwargs: Any) -> FaultProxy:
+        proxy = FaultProxy.for_registry(upstream, **kwargs)
+        proxies.append(proxy)
+        return proxy.start()
+
+    try:
+        yield factory
+    finally:
+        for proxy in reversed(proxies):
+            proxy.stop()
+
+
+@pytest.fixture(name="push_images")
+def _push_images() -> Callable[..., list[PushedImage]]:
+    """Sync pushing: `push_images(handle, "repo", ["v1", "v2"], kind="oci")`."""
+    return push_images
 
 
 @pytest.fixture(autouse=True)

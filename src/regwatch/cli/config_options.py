@@ -19,7 +19,13 @@ from regwatch.cli.config_flags import ACCOUNT_FLAGS, LIST_EDIT_FLAGS, AccountFla
 from regwatch.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
-PROMPT = "\0prompt"  # the value click gives a bare `--password`
+PROMPT = "\0prompt"  # the value a bare `--password` gets: prompt for it
+
+
+class PromptOption(click.Option):
+    """An option whose value may be left out (`--password`): it then gets `PROMPT`."""
+
+
 _TRUE = {"true", "t", "yes", "y", "on", "1"}
 _FALSE = {"false", "f", "no", "n", "off", "0"}
 
@@ -42,7 +48,7 @@ def _account_option(spec: AccountFlag, *, for_add: bool) -> Callable[[F], F]:
     elif spec.kind == "list":
         kwargs.update(multiple=True, default=(), metavar="VALUE…")
     elif spec.kind == "secret":
-        kwargs.update(is_flag=False, flag_value=PROMPT, metavar="[PASSWORD]")
+        kwargs.update(cls=PromptOption, metavar="[PASSWORD]")
     elif spec.kind == "path":
         kwargs["metavar"] = "FILE"
     if for_add and spec.flag == "--address":
@@ -183,9 +189,9 @@ def _value_run(args: list[str], index: int, option: click.Option) -> tuple[list[
         if following is not None and following.lower() in _TRUE | _FALSE:
             return [following], 1
         return ["true"], 0  # a bare boolean flag means true
-    if following is None or (option.flag_value == PROMPT and following.startswith("-")):
-        return [], 0
-    return [following], 1
+    if isinstance(option, PromptOption) and (following is None or following.startswith("-")):
+        return [PROMPT], 0
+    return ([following], 1) if following is not None else ([], 0)
 
 
 def _wants_argument(command: click.Command) -> bool:

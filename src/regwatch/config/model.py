@@ -162,7 +162,7 @@ class DockerRegistryAccount(ConfigNode):
 
     def _is_set(self, alias: str) -> bool:
         value = getattr(self, _FIELD_BY_ALIAS[alias])
-        return value is not None and (not isinstance(value, str) or value != "")
+        return bool(value) if isinstance(value, str | Secret) else value is not None
 
     # --- views other layers need --------------------------------------------------------------
     @property

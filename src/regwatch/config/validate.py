@@ -21,7 +21,6 @@ from typing import Literal
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import (
     AuthError,
-    CredentialError,
     NotFoundError,
     RegistryError,
     RegwatchError,
@@ -103,8 +102,6 @@ def check_settings(account: DockerRegistryAccount) -> list[Finding]:
                 "add --password, --password-file or --password-command",
             )
         )
-    if source in ("password", "passwordFile", "passwordCommand") and not account.username:
-        findings.append(warning(f"{source} is set but no username", "add --username"))
     if account.ca_cert:
         findings += _check_ca_cert(account)
     if account.catalog_file:
@@ -177,7 +174,7 @@ async def resolve_credentials(
         if source is None:
             return None, []
         credentials = await source.get()
-    except CredentialError as exc:
+    except RegwatchError as exc:  # CredentialError, or ConfigError for a source without a user
         return None, [error(exc.message, exc.hint)]
     findings: list[Finding] = []
     if credentials is not None:

@@ -137,25 +137,30 @@ class _Parser:
             self.pos = save
 
     def _token68(self) -> str | None:
-        """A token68 (`abc+/==`) ending at a comma, whitespace or the end; else None."""
-        start = self.pos
-        end = start
+        """A token68 (`abc+/==`) ending at a comma, whitespace or the end; else None.
+
+        `name=value` and `name = value` are parameters, not token68: a parameter wins whenever a
+        value (anything but more '=', a comma or the end) follows the '='.
+        """
+        if self._looks_like_param():
+            save = self.pos
+            self._token()
+            self._skip(_SPACE)
+            self.pos += 1  # the '='
+            self._skip(_SPACE)
+            value_follows = self._peek() not in ("", ",", "=")
+            self.pos = save
+            if value_follows:
+                return None
+        start = end = self.pos
         while end < len(self.text) and self.text[end] in _TOKEN68_CHARS:
             end += 1
         if end == start:
             return None
         while end < len(self.text) and self.text[end] == "=":
             end += 1
-        rest = self.text[end : end + 1]
-        if rest not in ("", ",", " ", "\t"):
+        if self.text[end : end + 1] not in ("", ",", " ", "\t"):
             return None
-        # `name=value` also fits token68's alphabet up to the '='; a parameter wins when a value
-        # follows the '='.
-        if "=" in self.text[start:end] and self._looks_like_param():
-            after_eq = self.text.find("=", start) + 1
-            tail = self.text[after_eq:].lstrip(_SPACE)
-            if tail and tail[0] not in ",=":
-                return None
         self.pos = end
         return self.text[start:end]
 

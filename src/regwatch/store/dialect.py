@@ -1,0 +1,131 @@
+"""The few things that differ between SQLite and PostgreSQL, each behind one small function.
+
+Everything else in the store is portable SQLAlchemy Core.
+
+Substring search (`q` of images/find): both backends keep `tags.ref` = lower(`registry/repo:tag`).
+- SQLite: an external-content FTS5 table `tags_search` with the trigram tokenizer and
+  `detail=none`. A query ANDs (a few of) the trigrams of `q`, which narrows the candidates through
+  the index, and re-checks `ref LIKE %q%` on each candidate (detail=none cannot do phrase
+  queries, and a trigram AND may have false positives). The FTS rowid is `tags.id`, whose high
+  bits are the account (see schema), so an account filter becomes a rowid range that FTS5 applies
+  inside the index instead of after it. Queries shorter than 3 characters have no trigram and
+  fall back to a scan (of the account's id range when an account is given).
+- PostgreSQL: a pg_trgm GIN index on `ref`, which the planner uses for `ref LIKE '%q%'` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, column, literal_column, table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from regwatch.store.schema import tags
+
+tags_search = table("tags_search", column("rowid"))
+ACCOUNT_ID_BITS = 40
+_MAX_TRIGRAMS = 8
+
+
+def account_id_range(key: int) -> tuple[int, int]:
+    """The inclusive range of tag ids that belong to the account with this key."""
+    low = key << ACCOUNT_ID_BITS
+    return low, low + (1 << ACCOUNT_ID_BITS) - 1
+
+
+def like_pattern(q: str) -> str:
+    """`%q%` with LIKE's wildcards escaped (use with `escape="\\\\"`)."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def ref_contains(q: str) -> ColumnElement[bool]:
+    return tags.c.ref.like(like_pattern(q.lower()), escape="\\")
+
+
+def trigram_query(q: str) -> str | None:
+    """An FTS5 query ANDing a covering subset of the trigrams of `q`; None below 3 characters."""
+    text = q.lower()
+    if len(text) < 3:
+        return None
+    starts = list(range(0, len(text) - 2, 3))
+    if starts[-1] != len(text) - 3:
+        starts.append(len(text) - 3)
+    if len(starts) > _MAX_TRIGRAMS:  # spread the chosen ones over the whole string
+        step = len(starts) / _MAX_TRIGRAMS
+        starts = [starts[int(i * step)] for i in range(_MAX_TRIGRAMS)]
+    grams = dict.fromkeys(text[i : i + 3] for i in starts)
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+
+def search_images(
+    query: Select[Any], is_sqlite: bool, q: str, id_range: tuple[int, int] | None
+) -> Select[Any]:
+    """Restrict a SELECT over `tags` to rows whose ref contains `q`, ordered by id."""
+    query = query.where(ref_contains(q))
+    match = trigram_query(q) if is_sqlite else None
+    if match is not None:
+        query = query.join(tags_search, tags_search.c.rowid == tags.c.id).where(
+            literal_column("tags_search").op("MATCH")(match)
+        )
+        order_key: Any = tags_search.c.rowid
+        if id_range is not None:
+            query = query.where(tags_search.c.rowid.between(*id_range))
+    else:
+        order_key = tags.c.id
+        if id_range is not None:
+            query = query.where(tags.c.id.between(*id_range))
+    return query.order_by(order_key)
+
+
+def insert_ignoring_conflicts(
+    conn: Connection, target: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """INSERT rows, silently skipping those whose `keys` already exist."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(target).on_conflict_do_nothing(index_elements=list(keys))
+        conn.execute(pg, list(rows))
+    else:
+        lite = sqlite.insert(target).on_conflict_do_nothing(index_elements=list(keys))
+        conn.execute(lite, list(rows))
+
+
+def upsert(
+    conn: Connection,
+    target: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """INSERT rows, or UPDATE the `update` columns of those whose `keys` already exist."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(target)
+        pg_stmt = pg.on_conflict_do_update(
+            index_elements=list(keys), set_={name: pg.excluded[name] for name in update}
+        )
+        conn.execute(pg_stmt, list(rows))
+    else:
+        lite = sqlite.insert(target)
+        lite_stmt = lite.on_conflict_do_update(
+            index_elements=list(keys), set_={name: lite.excluded[name] for name in update}
+        )
+        conn.execute(lite_stmt, list(rows))
+
+
+def conditional_upsert(
+    conn: Connection, target: Table, row: dict[str, Any], key: str, when: ColumnElement[bool]
+) -> int:
+    """INSERT one row, or overwrite the existing one only `when` holds; rows affected (0 or 1)."""
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(target).values(row)
+        stmt: Any = pg.on_conflict_do_update(index_elements=[key], set_=row, where=when)
+    else:
+        lite = sqlite.insert(target).values(row)
+        stmt = lite.on_conflict_do_update(index_elements=[key], set_=row, where=when)
+    return int(conn.execute(stmt).rowcount)

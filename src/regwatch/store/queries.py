@@ -1,0 +1,204 @@
+"""Read queries for the lookup API: find images, list tags, counts, account status, history.
+
+Every query is one indexed SELECT (or a few small ones) with its limit applied in SQL after all
+filters (upstream applies `count` before its repository/tag filters, so its results can be short).
+
+Orders (deterministic, chosen to come straight out of an index so LIMIT stops early):
+- with `repository`: by tag, lexically;   - with `tag` but no repository: in the order indexed;
+- with `q` only: in the order indexed;    - with neither: by account, repository, tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, desc, func, select
+from sqlalchemy.engine import Connection, Row
+
+from regwatch.models import TagRecord
+from regwatch.store.accounts import account_key, list_repositories, repository_state, scan_run
+from regwatch.store.dialect import account_id_range, ref_contains, search_images
+from regwatch.store.records import (
+    AccountStatus,
+    Counts,
+    HistoryEntry,
+    RepositoryState,
+    TagOrder,
+    at_ms,
+    from_ms,
+)
+from regwatch.store.schema import accounts, repositories, scan_runs, tag_history, tags
+
+_IMAGE_COLUMNS = (
+    tags.c.account,
+    tags.c.registry,
+    tags.c.repository,
+    tags.c.tag,
+    tags.c.digest,
+    tags.c.index_digest,
+    tags.c.platform_digests,
+    tags.c.created_ms,
+    tags.c.labels,
+    tags.c.first_seen,
+    tags.c.last_seen,
+    tags.c.last_changed,
+)
+
+
+def tag_record(row: Row[Any]) -> TagRecord:
+    return TagRecord(
+        account=row.account,
+        registry=row.registry,
+        repository=row.repository,
+        tag=row.tag,
+        digest=row.digest,
+        index_digest=row.index_digest,
+        platform_digests=row.platform_digests or {},
+        created=from_ms(row.created_ms),
+        labels=row.labels or {},
+        first_seen=from_ms(row.first_seen),
+        last_seen=from_ms(row.last_seen),
+        last_changed=from_ms(row.last_changed),
+    )
+
+
+def find_images(
+    conn: Connection,
+    *,
+    is_sqlite: bool,
+    q: str | None = None,
+    account: str | None = None,
+    repository: str | None = None,
+    tag: str | None = None,
+    limit: int | None = None,
+) -> list[TagRecord]:
+    """Tagged images whose `registry/repository:tag` contains `q` (case-insensitive), filtered
+    by exact account, repository and tag; at most `limit` of them, counted after the filters."""
+    query: Select[Any] = select(*_IMAGE_COLUMNS)
+    key: int | None = None
+    if account is not None:
+        key = account_key(conn, account)
+        if key is None:
+            return []
+        query = query.where(tags.c.account == account)
+    if repository is not None:
+        if account is None:  # lets the (account, repository, tag) index serve the lookup
+            query = query.where(tags.c.account.in_(select(accounts.c.name)))
+        query = query.where(tags.c.repository == repository).order_by(tags.c.account, tags.c.tag)
+        if tag is not None:
+            query = query.where(tags.c.tag == tag)
+        if q:
+            query = query.where(ref_contains(q))
+    elif tag is not None:
+        query = query.where(tags.c.tag == tag).order_by(tags.c.id)
+        if q:
+            query = query.where(ref_contains(q))
+    elif q:
+        id_range = account_id_range(key) if key is not None else None
+        query = search_images(query, is_sqlite, q, id_range)
+    else:
+        query = query.order_by(tags.c.account, tags.c.repository, tags.c.tag)
+    if limit is not None:
+        query = query.limit(max(limit, 0))
+    return [tag_record(row) for row in conn.execute(query)]
+
+
+def list_tags(conn: Connection, account: str, repository: str, order: TagOrder) -> list[str]:
+    """The repository's tags: lexical, by semantic version (ascending) or newest first."""
+    query = select(tags.c.tag).where(tags.c.account == account, tags.c.repository == repository)
+    if order == "lexical":
+        query = query.order_by(tags.c.tag)
+    elif order == "semver":
+        query = query.order_by(tags.c.semver_key)
+    elif order == "date":  # unknown dates (date_key 0) last; ties newest tag name first
+        query = query.order_by(desc(tags.c.date_key), desc(tags.c.tag))
+    else:
+        raise ValueError(f"unknown tag order {order!r}")
+    return list(conn.execute(query).scalars())
+
+
+def get_image(conn: Connection, account: str, repository: str, tag: str) -> TagRecord | None:
+    row = conn.execute(
+        select(*_IMAGE_COLUMNS).where(
+            tags.c.account == account, tags.c.repository == repository, tags.c.tag == tag
+        )
+    ).one_or_none()
+    return None if row is None else tag_record(row)  # type: ignore[arg-type]
+
+
+def counts(conn: Connection) -> Counts:
+    """Counts from the per-repository tag counts (a COUNT(*) over 1M tags would take ~50 ms)."""
+    by_account = {
+        row.account: int(row.tags or 0)
+        for row in conn.execute(
+            select(
+                repositories.c.account, func.sum(repositories.c.tag_count).label("tags")
+            ).group_by(repositories.c.account)
+        )
+    }
+    n_accounts = conn.execute(select(func.count()).select_from(accounts)).scalar_one()
+    n_repos = conn.execute(select(func.count()).select_from(repositories)).scalar_one()
+    return Counts(
+        accounts=int(n_accounts),
+        repositories=int(n_repos),
+        tags=sum(by_account.values()),
+        tags_by_account=by_account,
+    )
+
+
+def account_status(conn: Connection, account: str) -> AccountStatus | None:
+    row = conn.execute(select(accounts).where(accounts.c.name == account)).one_or_none()
+    if row is None:
+        return None
+    repos = list_repositories(conn, account)
+    runs = (
+        select(scan_runs)
+        .where(scan_runs.c.account == account)
+        .order_by(desc(scan_runs.c.started_at), desc(scan_runs.c.id))
+    )
+    last = conn.execute(runs.limit(1)).one_or_none()
+    finished = conn.execute(runs.where(scan_runs.c.finished_at.is_not(None)).limit(1)).one_or_none()
+    return AccountStatus(
+        account=account,
+        registry=row.registry,
+        repositories=len(repos),
+        tags=sum(r.tag_count for r in repos),
+        catalog_ok_at=from_ms(row.catalog_ok_at),
+        catalog_error=row.catalog_error,
+        catalog_error_at=from_ms(row.catalog_error_at),
+        last_run=None if last is None else scan_run(last),
+        last_finished_run=None if finished is None else scan_run(finished),
+        stale=tuple(r for r in repos if r.stale),
+    )
+
+
+def repository(conn: Connection, account: str, name: str) -> RepositoryState | None:
+    row = conn.execute(
+        select(repositories).where(repositories.c.account == account, repositories.c.name == name)
+    ).one_or_none()
+    return None if row is None else repository_state(row)
+
+
+def history(
+    conn: Connection, account: str, repository_name: str, tag: str | None, limit: int | None
+) -> list[HistoryEntry]:
+    """The tag history, newest first."""
+    query = (
+        select(tag_history)
+        .where(tag_history.c.account == account, tag_history.c.repository == repository_name)
+        .order_by(desc(tag_history.c.id))
+    )
+    if tag is not None:
+        query = query.where(tag_history.c.tag == tag)
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        HistoryEntry(
+            tag=row.tag,
+            kind=row.kind,
+            digest=row.digest,
+            previous_digest=row.previous_digest,
+            at=at_ms(row.at),
+        )
+        for row in conn.execute(query)
+    ]

@@ -1,0 +1,341 @@
+"""Repository scans: stage the tags seen page by page, then merge them in one transaction.
+
+Why staging: a repository may have 100,000 tags, listed page by page with registry round trips
+in between. Holding them in memory breaks the flat-memory goal; writing them straight into `tags`
+breaks atomicity (a failure half-way would leave half a rescan, and readers would see it); and
+holding one write transaction open across network calls would block every other writer (SQLite
+has one). So each page goes into `scan_staging` in its own short transaction, and
+`finish_repository_scan` merges the whole repository in one short transaction with a handful of
+set-based statements: record history and events, update the tags still there, delete those not
+seen, insert the new ones. A failed scan just drops its staging rows; the index is untouched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from regwatch.errors import StoreError
+from regwatch.store.accounts import _record_removed, clip, ensure_repository, require_account
+from regwatch.store.dialect import account_id_range, upsert
+from regwatch.store.records import RepositoryScan, ScanOutcome, StagedTag, at_ms, to_ms
+from regwatch.store.schema import deliveries, events, repositories, scan_staging, tag_history, tags
+from regwatch.store.sorting import semver_key
+
+s = scan_staging
+
+
+def known_tags(
+    conn: Connection, account: str, repository: str, only: Iterable[str] | None = None
+) -> dict[str, str | None]:
+    """tag → stored digest (None when not tracked), for all tags or for the `only` ones."""
+    query = select(tags.c.tag, tags.c.digest).where(
+        tags.c.account == account, tags.c.repository == repository
+    )
+    if only is None:
+        return {row.tag: row.digest for row in conn.execute(query)}
+    wanted = list(dict.fromkeys(only))
+    found: dict[str, str | None] = {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        found.update(
+            {row.tag: row.digest for row in conn.execute(query.where(tags.c.tag.in_(part)))}
+        )
+    return found
+
+
+def begin_repository_scan(
+    conn: Connection, account: str, repository: str, registry: str, now: int
+) -> RepositoryScan:
+    """Start a scan: drop leftovers of an abandoned one and claim the repository for this one."""
+    require_account(conn, account)
+    ensure_repository(conn, account, repository)
+    conn.execute(delete(s).where(s.c.account == account, s.c.repository == repository))
+    scan_id = str(uuid.uuid4())
+    last_ok = conn.execute(
+        update(repositories)
+        .where(repositories.c.account == account, repositories.c.name == repository)
+        .values(scan_id=scan_id)
+        .returning(repositories.c.last_ok_at)
+    ).scalar_one()
+    return RepositoryScan(
+        scan_id=scan_id,
+        account=account,
+        repository=repository,
+        registry=registry,
+        baseline=last_ok is None,
+        started_at=at_ms(now),
+    )
+
+
+def stage_tags(conn: Connection, scan: RepositoryScan, page: Sequence[StagedTag]) -> None:
+    """Add one page of seen tags to the scan (a tag staged twice keeps the later data)."""
+    rows = [_staging_row(scan, scan.staged + i, item) for i, item in enumerate(page)]
+    columns = [c.name for c in s.columns if c.name not in ("scan_id", "tag", "position")]
+    upsert(conn, s, rows, keys=["scan_id", "tag"], update=columns)
+    scan.staged += len(rows)
+
+
+def _staging_row(scan: RepositoryScan, position: int, item: StagedTag) -> dict[str, Any]:
+    event_id = item.event_id or (str(uuid.uuid4()) if item.event else None)
+    return {
+        "scan_id": scan.scan_id,
+        "tag": item.tag,
+        "position": position,
+        "account": scan.account,
+        "repository": scan.repository,
+        "ref": f"{scan.registry}/{scan.repository}:{item.tag}".lower(),
+        "semver_key": semver_key(item.tag),
+        "has_metadata": item.metadata,
+        "digest": item.digest,
+        "index_digest": item.index_digest,
+        "platform_digests": dict(item.platform_digests) or None,
+        "created_ms": to_ms(item.created) if item.created else None,
+        "labels": dict(item.labels) or None,
+        "event_id": event_id if item.event else None,
+        "event_kind": item.event,
+    }
+
+
+def _same_tag() -> ColumnElement[bool]:
+    return and_(
+        tags.c.account == s.c.account, tags.c.repository == s.c.repository, tags.c.tag == s.c.tag
+    )
+
+
+def finish_repository_scan(
+    conn: Connection, scan: RepositoryScan, now: int, sinks: Sequence[str]
+) -> ScanOutcome:
+    """Merge the staged tags into the index (call inside one write transaction)."""
+    key = require_account(conn, scan.account, lock=True)
+    _check_current(conn, scan)
+    mine = s.c.scan_id == scan.scan_id
+    added = _record_history(conn, mine, now, new=True)
+    changed = _record_history(conn, mine, now, new=False)
+    event_count = _record_events(conn, scan, mine, now, sinks)
+    _update_existing(conn, scan, mine, now)
+    in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
+    gone = not_(exists().where(mine, s.c.tag == tags.c.tag))
+    _record_removed(conn, scan.account, and_(in_repo, gone), now)
+    removed = conn.execute(delete(tags).where(in_repo, gone)).rowcount
+    _insert_new(conn, scan, key, mine, now)
+    count = conn.execute(select(func.count()).select_from(tags).where(in_repo)).scalar_one()
+    values: dict[str, Any] = {
+        "status": "ok",
+        "tag_count": count,
+        "last_ok_at": now,
+        "last_scan_at": now,
+        "last_error": None,
+        "last_error_at": None,
+        "scan_id": None,
+    }
+    if added or changed or removed:
+        values["changed_at"] = now
+    conn.execute(update(repositories).where(_repository(scan)).values(values))
+    conn.execute(delete(s).where(mine))
+    return ScanOutcome(added, changed, int(removed), int(count), event_count)
+
+
+def _repository(scan: RepositoryScan) -> ColumnElement[bool]:
+    return and_(repositories.c.account == scan.account, repositories.c.name == scan.repository)
+
+
+def _check_current(conn: Connection, scan: RepositoryScan) -> None:
+    current = conn.execute(select(repositories.c.scan_id).where(_repository(scan))).scalar()
+    if current != scan.scan_id:
+        raise StoreError(
+            f"the scan of {scan.account}/{scan.repository} was superseded by another scan",
+            hint="only one scan per repository may run at a time",
+        )
+
+
+def _record_history(conn: Connection, mine: ColumnElement[bool], now: int, *, new: bool) -> int:
+    """History rows for new tags (`new`) or for tags whose digest changed; returns the count."""
+    if new:
+        source = select(
+            s.c.account,
+            s.c.repository,
+            s.c.tag,
+            literal("added"),
+            s.c.digest,
+            literal(None),
+            literal(now),
+        ).where(mine, not_(exists().where(_same_tag())))
+    else:
+        source = (
+            select(
+                s.c.account,
+                s.c.repository,
+                s.c.tag,
+                literal("changed"),
+                s.c.digest,
+                tags.c.digest,
+                literal(now),
+            )
+            .join(tags, _same_tag())
+            .where(
+                mine,
+                s.c.has_metadata,
+                s.c.digest.is_not(None),
+                tags.c.digest.is_distinct_from(s.c.digest),
+            )
+        )
+    columns = ["account", "repository", "tag", "kind", "digest", "previous_digest", "at"]
+    return int(conn.execute(insert(tag_history).from_select(columns, source)).rowcount)
+
+
+def _record_events(
+    conn: Connection,
+    scan: RepositoryScan,
+    mine: ColumnElement[bool],
+    now: int,
+    sinks: Sequence[str],
+) -> int:
+    """Events asked for by the staged tags, in the order seen, and one delivery per sink each."""
+    source = (
+        select(
+            s.c.event_id,
+            s.c.event_kind,
+            s.c.account,
+            literal(scan.registry),
+            s.c.repository,
+            s.c.tag,
+            s.c.digest,
+            tags.c.digest,
+            literal(now),
+        )
+        .select_from(s.outerjoin(tags, _same_tag()))
+        .where(mine, s.c.event_id.is_not(None))
+        .order_by(s.c.position)
+    )
+    columns = [
+        "id",
+        "kind",
+        "account",
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "previous_digest",
+    ]
+    count = conn.execute(insert(events).from_select([*columns, "created_at"], source)).rowcount
+    for sink in sinks if count else ():
+        rows = (
+            select(
+                events.c.seq,
+                literal(sink),
+                events.c.account,
+                events.c.repository,
+                literal("pending"),
+                literal(0),
+                literal(now),
+            )
+            .join(s, s.c.event_id == events.c.id)
+            .where(mine)
+        )
+        names = [
+            "event_seq",
+            "sink",
+            "account",
+            "repository",
+            "status",
+            "attempts",
+            "next_attempt_at",
+        ]
+        conn.execute(insert(deliveries).from_select(names, rows))
+    return int(count)
+
+
+def _update_existing(
+    conn: Connection, scan: RepositoryScan, mine: ColumnElement[bool], now: int
+) -> None:
+    in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
+    conn.execute(
+        update(tags)
+        .where(in_repo, exists().where(mine, s.c.tag == tags.c.tag))
+        .values(last_seen=now)
+    )
+    moved = and_(s.c.digest.is_not(None), tags.c.digest.is_distinct_from(s.c.digest))
+    conn.execute(
+        update(tags)
+        .where(in_repo, mine, s.c.has_metadata, _same_tag())
+        .values(
+            digest=s.c.digest,
+            index_digest=s.c.index_digest,
+            platform_digests=s.c.platform_digests,
+            created_ms=s.c.created_ms,
+            labels=s.c.labels,
+            date_key=func.coalesce(s.c.created_ms, 0),
+            last_changed=case((moved, now), else_=tags.c.last_changed),
+        )
+    )
+
+
+def _insert_new(
+    conn: Connection, scan: RepositoryScan, key: int, mine: ColumnElement[bool], now: int
+) -> None:
+    low, high = account_id_range(key)
+    last_id = conn.execute(
+        select(func.coalesce(func.max(tags.c.id), low)).where(tags.c.id.between(low, high))
+    ).scalar_one()
+    new_id = literal(int(last_id)) + func.row_number().over(order_by=s.c.position)
+    source = select(
+        new_id,
+        s.c.account,
+        s.c.repository,
+        s.c.tag,
+        literal(scan.registry),
+        s.c.ref,
+        s.c.digest,
+        s.c.index_digest,
+        s.c.platform_digests,
+        s.c.created_ms,
+        s.c.labels,
+        literal(now),
+        literal(now),
+        literal(now),
+        s.c.semver_key,
+        func.coalesce(s.c.created_ms, 0),
+    ).where(mine, not_(exists().where(_same_tag())))
+    columns = [
+        "id", "account", "repository", "tag", "registry", "ref", "digest", "index_digest",
+        "platform_digests", "created_ms", "labels", "first_seen", "last_seen", "last_changed",
+        "semver_key", "date_key",
+    ]  # fmt: skip
+    conn.execute(insert(tags).from_select(columns, source))
+
+
+def mark_repository_failed(
+    conn: Connection, account: str, repository: str, error: str, now: int
+) -> None:
+    """tags/list failed: keep the tags, mark the repository stale with the error; drop staging."""
+    require_account(conn, account)
+    ensure_repository(conn, account, repository)
+    conn.execute(delete(s).where(s.c.account == account, s.c.repository == repository))
+    conn.execute(
+        update(repositories)
+        .where(repositories.c.account == account, repositories.c.name == repository)
+        .values(
+            status="stale",
+            last_error=clip(error),
+            last_error_at=now,
+            last_scan_at=now,
+            scan_id=None,
+        )
+    )

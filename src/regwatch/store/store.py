@@ -1,0 +1,325 @@
+"""The `Store`: regwatch's index, one object per process, safe to share between threads.
+
+Methods are synchronous; `regwatch.store.aio.AsyncStore` runs them for asyncio code (see there
+for why). Each public method is one transaction. Methods that write are marked `@writes`: on
+SQLite they are serialised by a lock (one writer; `BEGIN IMMEDIATE`), while reads run on their
+own connections and, under WAL, never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from regwatch.errors import StoreError
+from regwatch.models import ImageConfig, ManifestInfo, TagRecord
+from regwatch.store import accounts as acc
+from regwatch.store import cache, outbox, queries, scans
+from regwatch.store.engine import Engines
+from regwatch.store.records import (
+    AccountStatus,
+    Counts,
+    Delivery,
+    HistoryEntry,
+    RepositoryScan,
+    RepositoryState,
+    RunStatus,
+    ScanOutcome,
+    StagedTag,
+    StoredEvent,
+    TagOrder,
+    to_ms,
+    utc_now,
+)
+from regwatch.store.schema import accounts
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes(method: F) -> F:
+    """Mark a Store method as a writer (AsyncStore sends it to the single writer thread)."""
+    method.__regwatch_writes__ = True  # type: ignore[attr-defined]
+    return method
+
+
+def is_writer(method: Callable[..., Any]) -> bool:
+    return bool(getattr(method, "__regwatch_writes__", False))
+
+
+class Store:
+    """Accounts, repositories, tagged images, metadata cache, scan runs, events and outbox."""
+
+    def __init__(
+        self, engines: Engines, url: str, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.url = url
+        self.engines = engines
+        self.is_sqlite = engines.is_sqlite
+        self._clock = clock
+        self._write_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.engines.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> int:
+        return to_ms(self._clock())
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engines.reader.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._write_lock, self.engines.writer.connect() as conn, conn.begin():
+            yield conn
+
+    # --- accounts and repositories ---------------------------------------------------------
+    @writes
+    def ensure_account(self, account: str, registry: str) -> None:
+        """Create the account (or update its registry address, without scheme)."""
+        with self._write() as conn:
+            acc.ensure_account(conn, account, registry, self._now())
+
+    def accounts(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(select(accounts.c.name).order_by(accounts.c.name)).scalars())
+
+    @writes
+    def replace_repositories(self, account: str, repositories: Iterable[str]) -> tuple[int, int]:
+        """After a successful catalog: the account has exactly these repositories.
+
+        Returns (added, removed); removed repositories lose their tags.
+        """
+        with self._write() as conn:
+            return acc.replace_repositories(conn, account, repositories, self._now())
+
+    @writes
+    def mark_catalog_failed(self, account: str, error: str) -> None:
+        """The catalog failed: the repositories (and their tags) are kept, the error recorded."""
+        with self._write() as conn:
+            acc.mark_catalog_failed(conn, account, error, self._now())
+
+    def repositories(self, account: str) -> list[RepositoryState]:
+        with self._read() as conn:
+            return acc.list_repositories(conn, account)
+
+    def repository(self, account: str, name: str) -> RepositoryState | None:
+        with self._read() as conn:
+            return queries.repository(conn, account, name)
+
+    @writes
+    def delete_account(self, account: str) -> bool:
+        """Forget the account and everything indexed for it; False when it was not there."""
+        with self._write() as conn:
+            return acc.delete_account(conn, account)
+
+    # --- scan runs -------------------------------------------------------------------------
+    @writes
+    def start_run(self, account: str, *, holder: str | None = None) -> int:
+        with self._write() as conn:
+            return acc.start_run(conn, account, self._now(), holder)
+
+    @writes
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        requests: int,
+        repositories_ok: int,
+        repositories_failed: int,
+        errors: Sequence[Mapping[str, Any]] = (),
+        status: RunStatus | None = None,
+    ) -> None:
+        """Close a run. `errors`: [{"repository": name or None, "error": text}]. The status is
+        ok / partial / failed from the counters unless given."""
+        with self._write() as conn:
+            acc.finish_run(
+                conn,
+                run_id,
+                now=self._now(),
+                requests=requests,
+                repositories_ok=repositories_ok,
+                repositories_failed=repositories_failed,
+                errors=errors,
+                status=status,
+            )
+
+    # --- repository scans ------------------------------------------------------------------
+    def known_tags(
+        self, account: str, repository: str, tags: Iterable[str] | None = None
+    ) -> dict[str, str | None]:
+        """tag → stored digest for the repository (or only for `tags`, e.g. one page)."""
+        with self._read() as conn:
+            return scans.known_tags(conn, account, repository, tags)
+
+    @writes
+    def begin_repository_scan(self, account: str, repository: str) -> RepositoryScan:
+        """Start scanning a repository; pass the result to stage_tags / finish / abort."""
+        with self._write() as conn:
+            registry = conn.execute(
+                select(accounts.c.registry).where(accounts.c.name == account)
+            ).scalar_one_or_none()
+            if registry is None:
+                raise StoreError(f"account {account!r} is not in the store")
+            return scans.begin_repository_scan(conn, account, repository, registry, self._now())
+
+    @writes
+    def stage_tags(self, scan: RepositoryScan, page: Sequence[StagedTag]) -> None:
+        """Record one page of tags seen by the scan (nothing visible changes until finish)."""
+        with self._write() as conn:
+            scans.stage_tags(conn, scan, page)
+
+    @writes
+    def finish_repository_scan(
+        self, scan: RepositoryScan, *, sinks: Sequence[str] = ()
+    ) -> ScanOutcome:
+        """The registry listed all tags: apply the scan atomically. Tags not staged are removed;
+        staged events are recorded with one pending delivery per sink."""
+        with self._write() as conn:
+            return scans.finish_repository_scan(conn, scan, self._now(), sinks)
+
+    @writes
+    def abort_repository_scan(self, scan: RepositoryScan, error: str) -> None:
+        """The scan failed: drop what it staged, keep the tags, mark the repository stale."""
+        self.mark_repository_failed(scan.account, scan.repository, error)
+
+    @writes
+    def mark_repository_failed(self, account: str, repository: str, error: str) -> None:
+        """tags/list failed: keep the tags, mark stale with the error (last good time kept)."""
+        with self._write() as conn:
+            scans.mark_repository_failed(conn, account, repository, error, self._now())
+
+    # --- content-addressed metadata cache --------------------------------------------------
+    def get_manifest(self, digest: str) -> ManifestInfo | None:
+        return self.get_manifests([digest]).get(digest)
+
+    def get_manifests(self, digests: Iterable[str]) -> dict[str, ManifestInfo]:
+        with self._read() as conn:
+            return cache.get_manifests(conn, digests)
+
+    @writes
+    def put_manifests(self, infos: Iterable[ManifestInfo]) -> None:
+        """Cache manifests by digest (an already cached digest is left as it is)."""
+        with self._write() as conn:
+            cache.put_manifests(conn, infos, self._now())
+
+    def get_config(self, digest: str) -> ImageConfig | None:
+        return self.get_configs([digest]).get(digest)
+
+    def get_configs(self, digests: Iterable[str]) -> dict[str, ImageConfig]:
+        with self._read() as conn:
+            return cache.get_configs(conn, digests)
+
+    @writes
+    def put_configs(self, configs: Iterable[ImageConfig]) -> None:
+        with self._write() as conn:
+            cache.put_configs(conn, configs, self._now())
+
+    # --- lookups ---------------------------------------------------------------------------
+    def find_images(
+        self,
+        q: str | None = None,
+        *,
+        account: str | None = None,
+        repository: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+    ) -> list[TagRecord]:
+        """Images whose `registry/repository:tag` contains `q` (case-insensitive), filtered by
+        exact account/repository/tag, at most `limit` after the filters."""
+        with self._read() as conn:
+            return queries.find_images(
+                conn,
+                is_sqlite=self.is_sqlite,
+                q=q,
+                account=account,
+                repository=repository,
+                tag=tag,
+                limit=limit,
+            )
+
+    def get_image(self, account: str, repository: str, tag: str) -> TagRecord | None:
+        with self._read() as conn:
+            return queries.get_image(conn, account, repository, tag)
+
+    def tags(self, account: str, repository: str, order: TagOrder = "lexical") -> list[str]:
+        """Tag names: "lexical", "semver" (ascending, see sorting.py) or "date" (newest first)."""
+        with self._read() as conn:
+            return queries.list_tags(conn, account, repository, order)
+
+    def counts(self) -> Counts:
+        with self._read() as conn:
+            return queries.counts(conn)
+
+    def account_status(self, account: str) -> AccountStatus | None:
+        with self._read() as conn:
+            return queries.account_status(conn, account)
+
+    def tag_history(
+        self, account: str, repository: str, tag: str | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        with self._read() as conn:
+            return queries.history(conn, account, repository, tag, limit)
+
+    # --- events, outbox, leases ------------------------------------------------------------
+    def events(
+        self, *, after_seq: int = 0, account: str | None = None, limit: int = 100
+    ) -> list[StoredEvent]:
+        with self._read() as conn:
+            return outbox.list_events(conn, after_seq=after_seq, account=account, limit=limit)
+
+    @writes
+    def claim_deliveries(
+        self, holder: str, *, lease: timedelta, limit: int = 10, sink: str | None = None
+    ) -> list[Delivery]:
+        with self._write() as conn:
+            return outbox.claim_deliveries(
+                conn,
+                holder=holder,
+                now=self._now(),
+                lease_ms=int(lease.total_seconds() * 1000),
+                limit=limit,
+                sink=sink,
+            )
+
+    @writes
+    def complete_delivery(self, delivery_id: int, holder: str) -> bool:
+        with self._write() as conn:
+            return outbox.complete_delivery(conn, delivery_id, holder, self._now())
+
+    @writes
+    def fail_delivery(
+        self, delivery_id: int, holder: str, error: str, *, retry_at: datetime | None
+    ) -> bool:
+        """A failed attempt: retry at `retry_at`, or dead-letter the delivery when None."""
+        retry = None if retry_at is None else to_ms(retry_at)
+        with self._write() as conn:
+            return outbox.fail_delivery(conn, delivery_id, holder, error, retry)
+
+    @writes
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        with self._write() as conn:
+            ttl_ms = int(ttl.total_seconds() * 1000)
+            return outbox.acquire_lease(conn, name, holder, self._now(), ttl_ms)
+
+    @writes
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._write() as conn:
+            return outbox.release_lease(conn, name, holder)
+
+    def lease_holder(self, name: str) -> str | None:
+        with self._read() as conn:
+            return outbox.lease_holder(conn, name, self._now())

@@ -14,10 +14,14 @@ Function-scoped:
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -38,6 +42,7 @@ from harness import (  # noqa: E402
     stop_all,
 )
 from harness import token_server as _token_server  # noqa: E402
+from harness.tls import remove_default_tls  # noqa: E402
 
 REGISTRY_KINDS = [(mode, tls) for mode in MODES for tls in (False, True)]
 REGISTRY_IDS = [f"{mode}-{'tls' if tls else 'http'}" for mode, tls in REGISTRY_KINDS]
@@ -173,6 +178,23 @@ def _reset_token_servers() -> Iterator[None]:
     """Knobs a test set on a shared token server must not leak into the next test."""
     yield
     _token_server.reset_all()
+
+
+def _stop_all_then_die(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM would kill pytest without running fixture teardown or atexit: stop the
+    registries first, then die of the signal as before."""
+    stop_all()
+    remove_default_tls()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _stop_all_then_die)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -218,8 +218,7 @@ class ImagePusher:
 
     async def _upload_blob(self, repository: str, blob: ic.Blob, check: bool) -> None:
         home = self._blob_home.get(blob.digest)
-        # A cross-repository mount needs pull access to the source: skip it with tokens.
-        can_mount = home is not None and home != repository and self.handle.mode != "token"
+        can_mount = home is not None and home != repository
         if check and not can_mount:
             head = await self._request("HEAD", repository, f"/blobs/{blob.digest}", expect=None)
             if head.status == 200:
@@ -228,7 +227,9 @@ class ImagePusher:
         start = "/blobs/uploads/"
         if can_mount:
             start += f"?mount={quote(blob.digest)}&from={quote(home or '')}"
-        resp = await self._request("POST", repository, start, expect=(201, 202))
+        # A cross-repository mount needs pull access to the source repository too.
+        source = home if can_mount else None
+        resp = await self._request("POST", repository, start, expect=(201, 202), source=source)
         if resp.status == 202:
             location = resp.headers["Location"]
             url = str(URL(self.handle.url).join(URL(location, encoded=True)))
@@ -249,16 +250,21 @@ class ImagePusher:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         expect: tuple[int, ...] | None,
+        source: str | None = None,
     ) -> _Response:
-        """One request with auth; on 401 refresh the token once and retry."""
-        url = path_or_url
-        if not url.startswith(("http://", "https://")):
-            url = f"{self.handle.url}/v2/{repository}{path_or_url}"
-        resp = await self._send(method, URL(url, encoded=True), repository, data, headers)
+        """One request with auth (`source`: a repository we also need pull access to); on 401
+        refresh the token once and retry."""
+        url = URL(path_or_url, encoded=True)
+        if not path_or_url.startswith(("http://", "https://")):
+            url = URL(f"{self.handle.url}/v2/{repository}{path_or_url}", encoded=True)
+        scopes = [f"repository:{repository}:pull,push,delete"]
+        if source is not None:
+            scopes.append(f"repository:{source}:pull")
+        resp = await self._send(method, url, scopes, data, headers)
         if resp.status == 401 and self.handle.mode == "token":
             self._remember_challenge(resp.headers.get("WWW-Authenticate", ""))
-            self._tokens.pop(repository, None)
-            resp = await self._send(method, URL(url, encoded=True), repository, data, headers)
+            self._tokens.pop(" ".join(scopes), None)
+            resp = await self._send(method, url, scopes, data, headers)
         if expect is not None and resp.status not in expect:
             snippet = resp.body[:300].decode(errors="replace")
             raise HarnessError(
@@ -271,31 +277,32 @@ class ImagePusher:
         self,
         method: str,
         url: URL,
-        repository: str,
+        scopes: list[str],
         data: bytes | None,
         headers: dict[str, str] | None,
     ) -> _Response:
         assert self._session is not None, "use ImagePusher as an async context manager"
         all_headers = dict(headers or {})
-        auth = await self._auth_header(repository)
+        auth = await self._auth_header(scopes)
         if auth:
             all_headers["Authorization"] = auth
         async with self._session.request(method, url, data=data, headers=all_headers) as resp:
             body = await resp.read()
             return _Response(resp.status, dict(resp.headers), body)
 
-    async def _auth_header(self, repository: str) -> str | None:
+    async def _auth_header(self, scopes: list[str]) -> str | None:
         handle = self.handle
         if handle.mode == "basic":
             return aiohttp.encode_basic_auth(handle.username or "", handle.password or "")
         if handle.mode != "token" or self._realm is None:
             return None  # token mode: the first 401 tells us the realm
-        token = self._tokens.get(repository)
+        key = " ".join(scopes)
+        token = self._tokens.get(key)
         if token is None:
-            task = self._token_tasks.get(repository)
+            task = self._token_tasks.get(key)
             if task is None or task.done():
-                task = asyncio.ensure_future(self._fetch_token(repository))
-                self._token_tasks[repository] = task
+                task = asyncio.ensure_future(self._fetch_token(scopes))
+                self._token_tasks[key] = task
             token = await asyncio.shield(task)
         return f"Bearer {token}"
 
@@ -305,18 +312,18 @@ class ImagePusher:
             raise HarnessError(f"{self.handle.name}: unexpected challenge {header!r}")
         self._realm = (params["realm"], params.get("service", ""))
 
-    async def _fetch_token(self, repository: str) -> str:
+    async def _fetch_token(self, scopes: list[str]) -> str:
         assert self._session is not None
         assert self._realm is not None
         realm, service = self._realm
-        query = {"service": service, "scope": f"repository:{repository}:pull,push,delete"}
+        query = [("service", service)] + [("scope", scope) for scope in scopes]
         auth = aiohttp.encode_basic_auth(self.handle.username or "", self.handle.password or "")
         async with self._session.get(realm, params=query, headers={"Authorization": auth}) as resp:
             if resp.status != 200:
-                raise HarnessError(f"token for {repository}: HTTP {resp.status}")
+                raise HarnessError(f"token for {' '.join(scopes)}: HTTP {resp.status}")
             body: dict[str, Any] = await resp.json()
         token = str(body.get("token") or body.get("access_token") or "")
-        self._tokens[repository] = token
+        self._tokens[" ".join(scopes)] = token
         return token
 
 

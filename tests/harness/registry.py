@@ -96,9 +96,14 @@ _live_lock = threading.Lock()
 
 
 def stop_all() -> None:
-    """Stop every registry this process started (atexit backstop)."""
-    with _live_lock:
+    """Stop every registry this process started (atexit / signal backstop)."""
+    # Also called from a signal handler: never wait long for a lock the interrupted code holds.
+    locked = _live_lock.acquire(timeout=1)
+    try:
         processes = list(_live)
+    finally:
+        if locked:
+            _live_lock.release()
     for process in processes:
         process.stop()
 
@@ -120,7 +125,12 @@ class RegistryProcess:
         password: str = PASSWORD,
         allow_anonymous_pull: bool = False,
         log_level: str = "warn",
+        token_server: TokenServer | None = None,
+        token_realm: str | None = None,
     ) -> None:
+        """`token_server`: use this running server (the caller keeps owning it) instead of
+        starting one; `token_realm`: announce this realm instead of the server's own, e.g. a
+        `FaultProxy` in front of it (`f"{proxy.url}/token"`) or a foreign host."""
         if mode not in MODES:
             raise ValueError(f"unknown registry mode {mode!r}; expected one of {MODES}")
         self.mode = mode
@@ -132,7 +142,9 @@ class RegistryProcess:
         self.log_level = log_level
         self.port = 0
         self.workdir: Path | None = None
-        self.token_server: TokenServer | None = None
+        self.token_server: TokenServer | None = token_server
+        self._owns_token_server = token_server is None
+        self.token_realm = token_realm
         self._proc: subprocess.Popen[bytes] | None = None
         self.handle: RegistryHandle | None = None
 
@@ -155,7 +167,7 @@ class RegistryProcess:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL), the token server, and remove all files."""
         self.down()
-        if self.token_server is not None:
+        if self.token_server is not None and self._owns_token_server:
             self.token_server.stop()
             self.token_server = None
         if self.workdir is not None:
@@ -208,7 +220,7 @@ class RegistryProcess:
         user, password = self.username or "", self._password or ""
         if self.mode == "basic":
             self._paths["htpasswd"].write_text(_htpasswd_line(user, password))
-        elif self.mode == "token":
+        elif self.mode == "token" and self.token_server is None:
             self.token_server = TokenServer(
                 {user: password},
                 tls=self.tls_material,
@@ -251,7 +263,7 @@ class RegistryProcess:
             assert ts is not None
             return {
                 "token": {
-                    "realm": ts.realm,
+                    "realm": self.token_realm or ts.realm,
                     "service": ts.service,
                     "issuer": ts.issuer,
                     "rootcertbundle": str(ts.rootcertbundle),

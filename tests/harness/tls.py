@@ -152,6 +152,14 @@ def default_tls() -> TLSMaterial:
     with _default_lock:
         if _default is None:
             directory = Path(tempfile.mkdtemp(prefix="regwatch-tls-"))
-            atexit.register(shutil.rmtree, directory, True)
+            atexit.register(remove_default_tls)
             _default = make_tls_material(directory)
         return _default
+
+
+def remove_default_tls() -> None:
+    """Remove the process-wide TLS files (at exit; a later `default_tls()` makes new ones)."""
+    global _default
+    material, _default = _default, None
+    if material is not None:
+        shutil.rmtree(material.directory, ignore_errors=True)

@@ -31,6 +31,7 @@ from harness import (
     PushedImage,
     RegistryHandle,
     RegistryProcess,
+    TokenServer,
     fault_rules,
 )
 
@@ -413,6 +414,17 @@ async def test_proxy_forwards_and_records(
     assert proxy.count("GET", r"/tags/list") == 1
 
 
+async def test_proxy_forwards_the_raw_query_unchanged(
+    proxy: FaultProxy, anon_session: aiohttp.ClientSession
+) -> None:
+    raw = "/v2/_catalog?last=a%2Fb%7E&n=1&odd=%3d%20+x"
+    async with FaultProxy(proxy.url) as front:  # front -> proxy -> registry
+        async with anon_session.get(URL(f"{front.url}{raw}", encoded=True)) as resp:
+            assert resp.status == 200
+        assert front.requests == [("GET", raw, 200)]
+    assert proxy.requests == [("GET", raw, 200)]  # what the second hop received
+
+
 async def test_status_fault_with_retry_after_then_recovers(
     proxy: FaultProxy, anon_session: aiohttp.ClientSession
 ) -> None:
@@ -571,3 +583,22 @@ async def test_push_through_proxy_to_tls_upstream(
                 assert resp.status == 200
                 assert resp.headers["Docker-Content-Digest"] == image.digest
                 assert int(resp.headers["Content-Length"]) == len(image.manifest)
+
+
+async def test_token_realm_through_a_fault_proxy(
+    registry_factory: Callable[..., RegistryHandle], unique_name: str
+) -> None:
+    with TokenServer({USERNAME: PASSWORD}) as ts:
+        async with FaultProxy(ts.url) as proxy:
+            handle = registry_factory("token", token_server=ts, token_realm=f"{proxy.url}/token")
+            proxy.add(fault_rules.status(503, path="^/token$"))
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{handle.url}/v2/") as resp:
+                    assert f'realm="{proxy.url}/token"' in resp.headers["WWW-Authenticate"]
+                with pytest.raises(HarnessError, match="HTTP 503"):
+                    async with ImagePusher(handle) as pusher:
+                        await pusher.push(f"{unique_name}r", "v1")
+            async with ImagePusher(handle) as pusher:
+                await pusher.push(f"{unique_name}r", "v1")
+            assert [r.status for r in proxy.requests] == [503, 200]
+            assert [r.status for r in ts.requests] == [200]

@@ -38,7 +38,7 @@ def _account_option(spec: AccountFlag, *, for_add: bool) -> Callable[[F], F]:
     help_text = spec.help
     if for_add and spec.default is not None:
         help_text += f"  [default: {spec.default}]"
-    kwargs: dict[str, Any] = {"default": None, "help": help_text}
+    kwargs: dict[str, Any] = {"help": help_text}  # no default: click 8.5 treats None as one
     if spec.kind == "int":
         kwargs["type"] = click.IntRange(min=1)
         kwargs["metavar"] = "N"
@@ -138,7 +138,19 @@ class HalCommand(click.Command):
         try:
             return super().parse_args(ctx, rewrite_args(self, args))
         except click.UsageError as exc:
-            raise HalUsageError(exc.format_message().rstrip("."), ctx) from None
+            raise _one_line(exc, ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
+
+
+def _one_line(exc: click.UsageError, ctx: click.Context) -> HalUsageError:
+    if isinstance(exc, HalUsageError):
+        return exc
+    return HalUsageError(exc.format_message().rstrip("."), ctx)
 
 
 def rewrite_args(command: click.Command, args: list[str]) -> list[str]:

@@ -212,14 +212,15 @@ async def _check_catalog(account: DockerRegistryAccount, client: RegistryClient)
     try:
         repositories = list(await client.catalog())
     except (AuthError, NotFoundError) as exc:
+        status = f" (HTTP {exc.status})" if exc.status else ""
         return [
             error(
-                f"the registry {account.registry} refused to list its catalog ({exc.message})",
+                f"the registry {account.registry} refused to list its catalog{status}",
                 NO_CATALOG_HINT,
             )
         ]
     except RegistryError as exc:
-        return [_connection_finding(account, exc, what="read the catalog of")]
+        return [_connection_finding(account, exc, what="cannot read the catalog")]
     if not repositories:
         return [
             warning(
@@ -283,13 +284,18 @@ def _tags_finding(account: DockerRegistryAccount, repository: str, exc: Registry
             f"({exc.message})",
             _auth_hint(account),
         )
-    return _connection_finding(account, exc, what=f"read the tags of {repository!r} on")
+    return _connection_finding(account, exc, what=f"cannot read the tags of {repository!r}")
 
 
 def _connection_finding(
-    account: DockerRegistryAccount, exc: RegwatchError, *, what: str = "connect to"
+    account: DockerRegistryAccount, exc: RegwatchError, *, what: str | None = None
 ) -> Finding:
-    message = f"cannot {what} the registry {account.registry}: {exc.message}"
+    """An error for a failed request; the client's messages already name the registry."""
+    message = exc.message
+    if what is not None:
+        message = f"{what}: {message}"
+    elif account.registry not in message:
+        message = f"cannot connect to the registry {account.registry}: {message}"
     if isinstance(exc, AuthError):
         return error(message, _auth_hint(account))
     if isinstance(exc, TLSError):

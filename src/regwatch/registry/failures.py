@@ -93,8 +93,12 @@ def failure(
             repository=repository,
             status=status,
         )
+    hint = None
+    if status == 400 and b"HTTP request to an HTTPS server" in response.body[:500]:
+        hint = "the registry speaks HTTPS: use an https:// address"
     return ProtocolError(
         f"registry {registry} answered {status} to {what}{detail}",
+        hint=hint,
         registry=registry,
         repository=repository,
         status=status,

@@ -130,6 +130,12 @@ class Transport:
             await self._session.close()
         self._session = None
 
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     # --- requests --------------------------------------------------------------------------------
     async def send(
         self,

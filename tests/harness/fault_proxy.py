@@ -109,14 +109,18 @@ class FaultProxy:
             return list(self._requests)
 
     def count(self, method: str | None = None, path_regex: str | None = None) -> int:
-        """How many recorded requests match `method` and `path_regex` (searched in path_qs)."""
+        """How many recorded requests match `method` and `path_regex`, which is searched in the
+        path (so `/tags/list$` works) and, failing that, in path and query (`last=b`)."""
         regex = re.compile(path_regex) if path_regex else None
-        return sum(
-            1
-            for r in self.requests
-            if (method is None or r.method == method.upper())
-            and (regex is None or regex.search(r.path_qs))
-        )
+
+        def matches(r: RecordedRequest) -> bool:
+            if method is not None and r.method != method.upper():
+                return False
+            if regex is None:
+                return True
+            return bool(regex.search(r.path_qs.partition("?")[0]) or regex.search(r.path_qs))
+
+        return sum(1 for r in self.requests if matches(r))
 
     def start(self) -> FaultProxy:
         shared_loop().run(self._start())
@@ -253,14 +257,19 @@ class FaultProxy:
             if name.lower() not in HOP_BY_HOP:
                 target.headers.add(name, value)
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:  # a request racing stop()
+            raise web.HTTPServiceUnavailable(text="fault proxy is stopping")
+        return self._session
+
     async def _stream(
         self, request: web.Request, extra: dict[str, str], *, body_delay: float = 0.0
     ) -> web.StreamResponse:
         """Forward the request and stream the answer back (optionally stalling before the body)."""
-        assert self._session is not None
+        session = self._client()
         body = await request.read()
         kwargs = self._upstream_request(request, request.raw_path)
-        async with self._session.request(data=body or None, **kwargs) as upstream:
+        async with session.request(data=body or None, **kwargs) as upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             self._copy_headers(upstream.headers, response)
             response.headers.update(extra)
@@ -275,10 +284,10 @@ class FaultProxy:
             return response
 
     async def _fetch(self, request: web.Request, raw_path_qs: str) -> _Upstream:
-        assert self._session is not None
+        session = self._client()
         body = await request.read()
         kwargs = self._upstream_request(request, raw_path_qs)
-        async with self._session.request(data=body or None, **kwargs) as upstream:
+        async with session.request(data=body or None, **kwargs) as upstream:
             return _Upstream(upstream.status, CIMultiDict(upstream.headers), await upstream.read())
 
     @staticmethod

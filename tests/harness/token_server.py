@@ -11,8 +11,9 @@ Wrong credentials get 401. Anonymous requests get a token with no access unless
 down by `allowed_actions`). Tokens are ES256 JWTs whose `kid` is the libtrust fingerprint of the
 signing key, whose certificate is in `rootcertbundle` for the registry's `auth.token` config.
 
-Knobs (plain attributes, settable at any time, restored by `reset()`): `expires_in`, `token_field`,
-`refuse_get`, `refuse_post`, `issued_at`, `allow_anonymous_pull`, `allowed_actions`.
+Knobs (plain attributes, settable at any time, restored by `reset()`, which the test suite runs
+after every test): `expires_in`, `token_field`, `refuse_get`, `refuse_post`, `issued_at`,
+`allow_anonymous_pull`, `allowed_actions`, and `users` (name -> password).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class TokenServer:
         tls: TLSMaterial | None = None,
         allow_anonymous_pull: bool = False,
     ) -> None:
+        self._initial_users = dict(users)
         self.users = dict(users)
         self.service = service
         self.issuer = issuer
@@ -128,7 +130,8 @@ class TokenServer:
 
     # --- knobs ----------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Restore every knob to its default and forget recorded requests."""
+        """Restore every knob (and the user table) to its default and forget recorded requests."""
+        self.users = dict(self._initial_users)
         self.expires_in: int | None = 300  # None: omit expires_in (clients must assume 60 s)
         self.token_field = "token"  # GET answer key: "token" | "access_token" | "both"
         self.refuse_get: bool | int = False  # True → 404; an int → that status

@@ -317,6 +317,7 @@ async def test_token_server_oauth_post_and_knobs(registry_token: RegistryHandle)
         "client_id": "regwatch-tests",
         "access_type": "offline",
     }
+    ts.users["someone else"] = "x"
     ts.refuse_get = True
     ts.token_field = "both"
     ts.issued_at = False
@@ -373,6 +374,7 @@ def test_token_server_knobs_are_reset_between_tests(registry_token: RegistryHand
         False,
     )
     assert ts.requests == []
+    assert ts.users == {USERNAME: PASSWORD}
 
 
 def test_kid_is_the_libtrust_fingerprint(registry_token: RegistryHandle) -> None:
@@ -412,6 +414,11 @@ async def test_proxy_forwards_and_records(
         ("GET", "/v2/nope/tags/list", 404),
     ]
     assert proxy.count("GET", r"/tags/list") == 1
+    async with anon_session.get(f"{proxy.url}/v2/nope/tags/list?n=5&last=b") as resp:
+        assert resp.status == 404
+    assert proxy.count("GET", r"/tags/list$") == 2  # searched in the path without the query
+    assert proxy.count(path_regex=r"last=b") == 1  # or in path and query
+    assert proxy.count("HEAD") == 0
 
 
 async def test_proxy_forwards_the_raw_query_unchanged(

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from yarl import URL
@@ -609,3 +610,35 @@ async def test_token_realm_through_a_fault_proxy(
                 await pusher.push(f"{unique_name}r", "v1")
             assert [r.status for r in proxy.requests] == [503, 200]
             assert [r.status for r in ts.requests] == [200]
+
+
+async def test_registry_notifications_via_extra_config(
+    registry_factory: Callable[..., RegistryHandle], unique_name: str
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def sink(request: web.Request) -> web.Response:
+        received.extend((await request.json())["events"])
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/events", sink)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/events"
+        endpoint = {"name": "t", "url": url, "timeout": "2s", "threshold": 3, "backoff": "100ms"}
+        handle = registry_factory(extra_config={"notifications": {"endpoints": [endpoint]}})
+        async with ImagePusher(handle) as pusher:
+            image = await pusher.push(f"{unique_name}n", "v1")
+        for _ in range(100):
+            pushes = [e for e in received if e["action"] == "push" and e["target"].get("tag")]
+            if pushes:
+                break
+            await asyncio.sleep(0.05)
+        assert [(e["target"]["tag"], e["target"]["digest"]) for e in pushes] == [
+            ("v1", image.digest)
+        ]
+    finally:
+        await runner.cleanup()

@@ -314,3 +314,20 @@ def test_settings_model_and_env_overrides(hal_file: Path) -> None:
 def test_render_of_an_empty_config_is_empty(tmp_path: Path) -> None:
     assert load_config(tmp_path / "x").render() == ""
     assert os.listdir(tmp_path) == []
+
+
+def test_accounts_go_to_the_chosen_deployment(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(
+        "currentDeployment: staging\n"
+        "deploymentConfigurations:\n"
+        "- name: default\n  providers: {}\n"
+        "- name: staging\n  providers: {}\n"
+    )
+    with edit_config(path) as config:
+        config.add_account(new_account("current"))
+        config.add_account(new_account("chosen"), "default")
+    config = load_config(path)
+    assert [a.name for a in config.accounts()] == ["current"]
+    assert [a.name for a in config.accounts("staging")] == ["current"]
+    assert [a.name for a in config.accounts("default")] == ["chosen"]

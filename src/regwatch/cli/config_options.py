@@ -60,11 +60,14 @@ def account_options(*, for_add: bool) -> Callable[[F], F]:
     """Decorator adding every account flag (plus the list edit flags for `edit`)."""
 
     def decorate(func: F) -> F:
+        if not for_add:  # decorators apply bottom-up: these are listed after the account flags
+            for flag, key, operation in reversed(LIST_EDIT_FLAGS):
+                help_text = f"{'Add to' if operation == 'add' else 'Remove from'} {key}."
+                func = click.option(
+                    flag, param_name(flag), multiple=True, metavar="VALUE", help=help_text
+                )(func)
         for spec in reversed(ACCOUNT_FLAGS):
             func = _account_option(spec, for_add=for_add)(func)
-        if not for_add:
-            for flag, _key, _op in reversed(LIST_EDIT_FLAGS):
-                func = click.option(flag, param_name(flag), multiple=True, metavar="VALUE")(func)
         return func
 
     return decorate

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 TagOrder = Literal["lexical", "semver", "date"]
@@ -30,8 +30,11 @@ def from_ms(ms: int | None) -> datetime | None:
     return None if ms is None else at_ms(ms)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def at_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def utc_now() -> datetime:

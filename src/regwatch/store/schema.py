@@ -112,7 +112,7 @@ tags = Table(
         ["repositories.account", "repositories.name"],
         ondelete="CASCADE",
     ),
-    Index(None, "account", "repository", "semver_key"),
+    Index(None, "account", "repository", "semver_key", "tag"),  # covering: no table reads
     Index(None, "account", "repository", "date_key", "tag"),
     Index(None, "tag"),
 )

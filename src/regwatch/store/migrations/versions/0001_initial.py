@@ -103,7 +103,9 @@ def _index_tables() -> None:
         ),
     )
     op.create_index(
-        "ix_tags_account_repository_semver_key", "tags", ["account", "repository", "semver_key"]
+        "ix_tags_account_repository_semver_key_tag",
+        "tags",
+        ["account", "repository", "semver_key", "tag"],
     )
     op.create_index(
         "ix_tags_account_repository_date_key_tag",

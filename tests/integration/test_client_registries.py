@@ -153,7 +153,8 @@ async def test_clients_share_one_transport(
 @pytest.mark.parametrize(
     ("call", "args"),
     [("tags", ("../etc",)), ("tags", ("Upper/Case",)), ("head_manifest", ("ok", "bad tag")),
-     ("get_manifest", ("ok", "sha256:zz")), ("get_image_config", ("ok", "v1"))],
+     ("get_manifest", ("ok", "sha256:zz")), ("get_image_config", ("ok", "v1")),
+     ("tags", ("ok\n",)), ("head_manifest", ("ok", "v1\n")), ("tags", ("a" * 256,))],
 )  # fmt: skip
 async def test_invalid_names_are_refused_before_any_request(
     registry_anonymous: RegistryHandle, call: str, args: tuple[Any, ...]

@@ -163,9 +163,17 @@ def test_digests() -> None:
     assert is_digest(D1)
     assert not is_digest("latest")
     assert not is_digest("v1.0")
+    assert not is_digest(D1 + "\n")
     assert check_digest(D1) == D1
     assert check_digest("sha512:" + "0" * 128)
-    for bad in ["sha256:" + "A" * 64, "sha256:abc", "md5:" + "0" * 32, "sha256", "x:y:z"]:
+    for bad in [
+        "sha256:" + "A" * 64,
+        "sha256:abc",
+        "md5:" + "0" * 32,
+        "sha256",
+        "x:y:z",
+        D1 + "\n",
+    ]:
         with pytest.raises(ValueError, match="digest"):
             check_digest(bad)
     body = b'{"a": 1}'

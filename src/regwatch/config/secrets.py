@@ -367,7 +367,7 @@ class DockerConfigCredentials:
 async def run_credential_helper(name: str, server: str, timeout: float) -> BasicCredentials | None:
     """`docker-credential-<name> get` for `server`; None if the helper has nothing for it."""
     program = f"docker-credential-{name}"
-    if not _HELPER_NAME.match(name) or shutil.which(program) is None:
+    if not _HELPER_NAME.fullmatch(name) or shutil.which(program) is None:
         raise CredentialError(
             f"the credential helper {program} is not on PATH",
             hint="install it, or remove it from the docker config",

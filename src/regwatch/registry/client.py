@@ -298,7 +298,7 @@ class RegistryClient:
         _check_repository(repository, self.registry)
         if manifests.is_digest(reference):
             self._check_digest(reference, repository)
-        elif not _TAG.match(reference):
+        elif not _TAG.fullmatch(reference):
             raise NotFoundError(
                 f"{reference[:130]!r} is not a valid tag or digest",
                 hint="tags are up to 128 of [A-Za-z0-9_.-]; digests look like sha256:<64 hex>",
@@ -354,7 +354,7 @@ class RegistryClient:
 
 
 def _check_repository(repository: str, registry: str) -> None:
-    if not _REPOSITORY.match(repository) or len(repository) > 255:
+    if not _REPOSITORY.fullmatch(repository) or len(repository) > 255:
         raise NotFoundError(
             f"{repository[:260]!r} is not a valid repository name",
             hint="names are lower-case components of [a-z0-9._-] separated by '/'",

@@ -22,6 +22,7 @@ from regwatch.models import (
 )
 
 _DIGEST = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
 
@@ -35,12 +36,14 @@ def media_type_base(content_type: str | None) -> str:
 
 def is_digest(reference: str) -> bool:
     """True if `reference` is a digest (`algo:hex`) rather than a tag."""
-    return ":" in reference and _DIGEST.match(reference) is not None
+    return ":" in reference and _DIGEST.fullmatch(reference) is not None
 
 
 def check_digest(value: str) -> str:
     """`value` if it is a well-formed sha256/sha512 digest; else ValueError."""
-    match = _DIGEST.match(value)
+    if _SHA256.fullmatch(value):  # the usual case, on the hot path of every HEAD
+        return value
+    match = _DIGEST.fullmatch(value)
     if match is None:
         raise ValueError(f"malformed digest {value[:80]!r}")
     algorithm, hex_part = match.groups()
@@ -146,7 +149,7 @@ def parse_timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
-    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text, re.IGNORECASE)
+    match = re.fullmatch(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text, re.IGNORECASE)
     if match is None:
         return None
     head, fraction, zone = match.groups()

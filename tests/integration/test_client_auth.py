@@ -253,3 +253,24 @@ async def test_basic_registry_with_a_password_file(
         await client.ping()
         assert await client.tags(repo) == ["v1"]
         assert client.auth_mode == "basic"
+
+
+async def test_basic_registry_re_runs_the_password_command_after_a_401(
+    tmp_path: Path, registry_basic: RegistryHandle, unique_name: str, push_images: Push
+) -> None:
+    """The first run prints a stale password; the 401 makes the client run the command again."""
+    repo = f"{unique_name}basiccmd"
+    push_images(registry_basic, repo, "v1")
+    runs = tmp_path / "runs"
+    good = tmp_path / "good"
+    good.write_text(PASSWORD)
+    command = (
+        f"echo x >> {runs}; "
+        f"if [ $(wc -l < {runs}) -eq 1 ]; then echo stale-password; else cat {good}; fi"
+    )
+    source = PasswordCommandCredentials(USERNAME, command)
+    async with make_client(registry_basic, source) as client:
+        assert await client.tags(repo) == ["v1"]
+        assert await client.tags(repo) == ["v1"]  # cached: no third run
+    assert len(runs.read_text().splitlines()) == 2
+    assert client.stats.responses[401] == 2  # discovery, then the stale password

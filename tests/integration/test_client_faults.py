@@ -316,10 +316,18 @@ async def blob_storage() -> AsyncIterator[tuple[str, dict[str, bytes], list[dict
     blobs: dict[str, bytes] = {}
     seen: list[dict[str, str]] = []
 
-    async def serve(request: web.Request) -> web.Response:
+    async def serve(request: web.Request) -> web.StreamResponse:
         seen.append(dict(request.headers))
         body = blobs.get(request.match_info["digest"])
-        return web.Response(body=body) if body is not None else web.Response(status=404)
+        if body is None:
+            return web.Response(status=404)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()  # no Content-Length: the client must cap as it reads
+        await response.prepare(request)
+        for start in range(0, len(body), 1 << 20):
+            await response.write(body[start : start + (1 << 20)])
+        await response.write_eof()
+        return response
 
     app = web.Application()
     app.router.add_get("/store/{digest}", serve)
@@ -359,6 +367,7 @@ async def test_config_blob_redirect_to_storage_drops_the_authorization_header(
     assert redirected == direct
     assert len(seen) == 2
     assert all("Authorization" not in headers for headers in seen)
+    assert all(headers["User-Agent"].startswith("regwatch/") for headers in seen)
 
 
 class _raw_blob:
@@ -380,3 +389,48 @@ class _raw_blob:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+async def test_blob_larger_than_the_cap_is_refused_while_reading(
+    client: RegistryClient,
+    proxy: FaultProxy,
+    repo: str,
+    blob_storage: tuple[str, dict[str, bytes], list[dict[str, str]]],
+) -> None:
+    storage_url, blobs, _seen = blob_storage
+    async with client:
+        digest = (await client.get_manifest(repo, "v1")).config_digest
+        assert digest is not None
+        blobs[digest] = b"x" * (17 << 20)  # above the 16 MiB config cap, sent chunked
+        location = {"Location": f"{storage_url}/store/{digest}"}
+        proxy.add(fault_rules.status(307, path="/blobs/", headers=location, times=None))
+        with pytest.raises(ProtocolError, match="larger than"):
+            await client.get_image_config(repo, digest)
+    assert client.stats.bytes < (1 << 20)  # nothing of it was kept
+
+
+async def test_manifest_larger_than_the_cap_is_refused(
+    client: RegistryClient, proxy: FaultProxy, repo: str
+) -> None:
+    huge = "x" * (5 << 20)  # above distribution's 4 MiB manifest limit, with a Content-Length
+    proxy.add(fault_rules.status(200, path="/manifests/v1$", method="GET", body=huge))
+    async with client:
+        with pytest.raises(ProtocolError, match="larger than 4096 KiB"):
+            await client.get_manifest(repo, "v1")
+
+
+async def test_read_timeout_is_retried_then_reported(
+    registry_basic: RegistryHandle, proxy: FaultProxy, repo: str
+) -> None:
+    credentials = StaticCredentials(registry_basic.username or "", Secret(PASSWORD))
+    endpoint = Endpoint(proxy.url, timeout_ms=400)
+    async with fast_transport(max_retries=1) as transport:
+        client = RegistryClient(endpoint, credentials, transport=transport)
+        proxy.add(fault_rules.slow_headers(1.5, path=TAGS, times=1))
+        assert len(await client.tags(repo)) == 3
+        assert client.stats.retries == 1
+        proxy.add(fault_rules.slow_body(1.5, path=TAGS, times=None))
+        with pytest.raises(TransportError, match=r"no answer within 0\.4 s") as info:
+            await client.tags(repo)
+    assert info.value.repository == repo
+    assert_no_secret(info.value)

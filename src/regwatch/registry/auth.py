@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -41,6 +42,7 @@ from regwatch.registry.tokens import (
 )
 from regwatch.registry.transport import RequestContext, Response, Transport
 
+log = logging.getLogger(__name__)
 IDENTITY_TOKEN_USERNAME = "<token>"  # docker's convention for an OAuth2 refresh token
 CLIENT_ID = "regwatch"
 TOKEN_MAX_BODY = 1 << 20
@@ -157,6 +159,8 @@ class Authenticator:
         if find_challenge(challenges, "basic") is not None:
             changed = self.mode is not Mode.BASIC
             self.mode = Mode.BASIC
+            if changed:
+                log.debug("%s: basic authentication", self.registry)
             return changed
         if bearer is not None:
             raise ProtocolError(
@@ -241,6 +245,7 @@ class Authenticator:
                 registry=self.registry,
             ) from None
         self._ctx.stats.token_fetches += 1
+        log.debug("%s: new token for %s from %s", self.registry, key.scopes, realm.host)
         return token
 
     async def _request_token(

@@ -14,6 +14,7 @@ Messages name the registry and the failure, never a header or a query string.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import ssl
 import time
@@ -30,6 +31,7 @@ from regwatch.registry.backoff import RETRY_STATUSES, backoff_delay, parse_retry
 from regwatch.registry.budget import RegistryBudget
 from regwatch.registry.stats import ClientStats
 
+log = logging.getLogger(__name__)
 CA_HINT = "trust its CA with --ca-cert FILE, or skip verification with --insecure-registry"
 
 
@@ -178,6 +180,9 @@ class Transport:
                     (budget or ctx.budget).pause(delay)
             ctx.stats.retries += 1
             attempt += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s %s: retry %d in %.2f s", ctx.registry, method, url.path, attempt,
+                          delay)  # fmt: skip
             await self._sleep(delay)
 
     def _backoff(self, ctx: RequestContext, attempt: int) -> float:

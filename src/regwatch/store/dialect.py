@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, column, literal_column, table
+from sqlalchemy import ColumnElement, Select, Table, bindparam, column, literal_column, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -41,8 +41,9 @@ def like_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
-def ref_contains(q: str) -> ColumnElement[bool]:
-    return tags.c.ref.like(like_pattern(q.lower()), escape="\\")
+def ref_contains() -> ColumnElement[bool]:
+    """`ref LIKE :pattern` (bind `pattern` to `like_pattern(q.lower())`)."""
+    return tags.c.ref.like(bindparam("pattern"), escape="\\")
 
 
 def trigram_query(q: str) -> str | None:
@@ -60,23 +61,22 @@ def trigram_query(q: str) -> str | None:
     return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
-def search_images(
-    query: Select[Any], is_sqlite: bool, q: str, id_range: tuple[int, int] | None
-) -> Select[Any]:
-    """Restrict a SELECT over `tags` to rows whose ref contains `q`, ordered by id."""
-    query = query.where(ref_contains(q))
-    match = trigram_query(q) if is_sqlite else None
-    if match is not None:
+def search_images(query: Select[Any], *, fts: bool, id_range: bool) -> Select[Any]:
+    """Restrict a SELECT over `tags` to rows whose ref contains the `pattern`, ordered by id.
+
+    `fts`: go through the SQLite trigram index (bind `match` to `trigram_query(q)`);
+    `id_range`: only one account's ids (bind `low`, `high` to `account_id_range(key)`).
+    """
+    query = query.where(ref_contains())
+    if fts:
         query = query.join(tags_search, tags_search.c.rowid == tags.c.id).where(
-            literal_column("tags_search").op("MATCH")(match)
+            literal_column("tags_search").op("MATCH")(bindparam("match"))
         )
         order_key: Any = tags_search.c.rowid
-        if id_range is not None:
-            query = query.where(tags_search.c.rowid.between(*id_range))
     else:
         order_key = tags.c.id
-        if id_range is not None:
-            query = query.where(tags.c.id.between(*id_range))
+    if id_range:
+        query = query.where(order_key.between(bindparam("low"), bindparam("high")))
     return query.order_by(order_key)
 
 
@@ -120,12 +120,15 @@ def upsert(
 
 def conditional_upsert(
     conn: Connection, target: Table, row: dict[str, Any], key: str, when: ColumnElement[bool]
-) -> int:
-    """INSERT one row, or overwrite the existing one only `when` holds; rows affected (0 or 1)."""
+) -> bool:
+    """INSERT one row, or overwrite the existing one only `when` holds; whether a row was written.
+
+    Uses RETURNING rather than rowcount, which psycopg 3 does not report for INSERTs.
+    """
     if conn.dialect.name == "postgresql":
         pg = postgresql.insert(target).values(row)
         stmt: Any = pg.on_conflict_do_update(index_elements=[key], set_=row, where=when)
     else:
         lite = sqlite.insert(target).values(row)
         stmt = lite.on_conflict_do_update(index_elements=[key], set_=row, where=when)
-    return int(conn.execute(stmt).rowcount)
+    return conn.execute(stmt.returning(target.c[key])).first() is not None

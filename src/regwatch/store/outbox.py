@@ -151,7 +151,7 @@ def acquire_lease(conn: Connection, name: str, holder: str, now: int, ttl_ms: in
     """Take or renew the lease `name` for `holder` until now + ttl; False while another holds it."""
     row = {"name": name, "holder": holder, "expires_at": now + ttl_ms, "acquired_at": now}
     free = or_(leases.c.expires_at <= now, leases.c.holder == holder)
-    return conditional_upsert(conn, leases, row, key="name", when=free) == 1
+    return conditional_upsert(conn, leases, row, key="name", when=free)
 
 
 def release_lease(conn: Connection, name: str, holder: str) -> bool:

@@ -10,16 +10,23 @@ Orders (deterministic, chosen to come straight out of an index so LIMIT stops ea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, desc, func, select
+from sqlalchemy import Integer, Select, bindparam, desc, func, select
 from sqlalchemy.engine import Connection
 
 from regwatch.models import TagRecord
 from regwatch.store.accounts import account_key, list_repositories, repository_state, scan_run
-from regwatch.store.dialect import account_id_range, ref_contains, search_images
+from regwatch.store.dialect import (
+    account_id_range,
+    like_pattern,
+    ref_contains,
+    search_images,
+    trigram_query,
+)
 from regwatch.store.records import (
     AccountStatus,
     Counts,
@@ -93,47 +100,77 @@ def find_images(
 ) -> list[TagRecord]:
     """Tagged images whose `registry/repository:tag` contains `q` (case-insensitive), filtered
     by exact account, repository and tag; at most `limit` of them, counted after the filters."""
-    query: Select[Any] = select(*_IMAGE_COLUMNS)
-    key: int | None = None
-    if account is not None:
+    params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
+    search = bool(q) and repository is None and tag is None
+    fts = search and is_sqlite and trigram_query(q or "") is not None
+    if q:
+        params["pattern"] = like_pattern(q.lower())
+        if fts:
+            params["match"] = trigram_query(q)
+    if search and account is not None:
         key = account_key(conn, account)
         if key is None:
             return []
-        query = query.where(tags.c.account == account)
-    if repository is not None:
-        if account is None:  # lets the (account, repository, tag) index serve the lookup
+        params["low"], params["high"] = account_id_range(key)
+    if limit is not None:
+        params["limit"] = max(limit, 0)
+    shape = (account is not None, repository is not None, tag is not None, bool(q), fts)
+    statement = _find_statement(*shape, limit is not None)
+    return tag_records(conn.execute(statement, params).all())
+
+
+@functools.cache
+def _find_statement(
+    account: bool, repository: bool, tag: bool, q: bool, fts: bool, limit: bool
+) -> Select[Any]:
+    """One statement per combination of filters, built once: building and cache-keying a
+    12-column SELECT costs more than running it. Values are bound at execution."""
+    query: Select[Any] = select(*_IMAGE_COLUMNS)
+    if account:
+        query = query.where(tags.c.account == bindparam("account"))
+    if repository:
+        if not account:  # lets the (account, repository, tag) index serve the lookup
             query = query.where(tags.c.account.in_(select(accounts.c.name)))
-        query = query.where(tags.c.repository == repository).order_by(tags.c.account, tags.c.tag)
-        if tag is not None:
-            query = query.where(tags.c.tag == tag)
-        if q:
-            query = query.where(ref_contains(q))
-    elif tag is not None:
-        query = query.where(tags.c.tag == tag).order_by(tags.c.id)
-        if q:
-            query = query.where(ref_contains(q))
+        query = query.where(tags.c.repository == bindparam("repository"))
+        query = query.order_by(tags.c.account, tags.c.tag)
+    elif tag:
+        query = query.order_by(tags.c.id)
     elif q:
-        id_range = account_id_range(key) if key is not None else None
-        query = search_images(query, is_sqlite, q, id_range)
+        query = search_images(query, fts=fts, id_range=account)
     else:
         query = query.order_by(tags.c.account, tags.c.repository, tags.c.tag)
-    if limit is not None:
-        query = query.limit(max(limit, 0))
-    return tag_records(conn.execute(query).all())
+    if tag:
+        query = query.where(tags.c.tag == bindparam("tag"))
+    if q and (repository or tag):
+        query = query.where(ref_contains())
+    if limit:
+        query = query.limit(bindparam("limit", type_=Integer))
+    return query
+
+
+_TAG_ORDERS: dict[str, tuple[Any, ...]] = {
+    "lexical": (tags.c.tag,),
+    "semver": (tags.c.semver_key,),
+    # unknown dates (date_key 0) last; ties: newest tag name first
+    "date": (desc(tags.c.date_key), desc(tags.c.tag)),
+}
+
+
+@functools.cache
+def _tags_statement(order: str) -> Select[Any]:
+    return (
+        select(tags.c.tag)
+        .where(tags.c.account == bindparam("account"), tags.c.repository == bindparam("repository"))
+        .order_by(*_TAG_ORDERS[order])
+    )
 
 
 def list_tags(conn: Connection, account: str, repository: str, order: TagOrder) -> list[str]:
     """The repository's tags: lexical, by semantic version (ascending) or newest first."""
-    query = select(tags.c.tag).where(tags.c.account == account, tags.c.repository == repository)
-    if order == "lexical":
-        query = query.order_by(tags.c.tag)
-    elif order == "semver":
-        query = query.order_by(tags.c.semver_key)
-    elif order == "date":  # unknown dates (date_key 0) last; ties newest tag name first
-        query = query.order_by(desc(tags.c.date_key), desc(tags.c.tag))
-    else:
+    if order not in _TAG_ORDERS:
         raise ValueError(f"unknown tag order {order!r}")
-    return list(conn.execute(query).scalars().all())
+    params = {"account": account, "repository": repository}
+    return list(conn.execute(_tags_statement(order), params).scalars().all())
 
 
 def get_image(conn: Connection, account: str, repository: str, tag: str) -> TagRecord | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     case,
     delete,
@@ -197,7 +198,16 @@ def _record_history(conn: Connection, mine: ColumnElement[bool], now: int, *, ne
             )
         )
     columns = ["account", "repository", "tag", "kind", "digest", "previous_digest", "at"]
-    return int(conn.execute(insert(tag_history).from_select(columns, source)).rowcount)
+    count = _count(conn, source)
+    if count:
+        conn.execute(insert(tag_history).from_select(columns, source))
+    return count
+
+
+def _count(conn: Connection, source: Select[Any]) -> int:
+    """Rows a SELECT returns; counted up front because an INSERT … SELECT's rowcount is not
+    reported by every driver (psycopg 3 through SQLAlchemy gives -1)."""
+    return int(conn.execute(select(func.count()).select_from(source.subquery())).scalar_one())
 
 
 def _record_events(
@@ -234,7 +244,9 @@ def _record_events(
         "digest",
         "previous_digest",
     ]
-    count = conn.execute(insert(events).from_select([*columns, "created_at"], source)).rowcount
+    count = _count(conn, source)
+    if count:
+        conn.execute(insert(events).from_select([*columns, "created_at"], source))
     for sink in sinks if count else ():
         rows = (
             select(
@@ -259,7 +271,7 @@ def _record_events(
             "next_attempt_at",
         ]
         conn.execute(insert(deliveries).from_select(names, rows))
-    return int(count)
+    return count
 
 
 def _update_existing(

@@ -8,6 +8,7 @@ message are shown.
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 from regwatch.errors import (
     AuthError,
@@ -21,6 +22,12 @@ from regwatch.registry.backoff import parse_retry_after
 from regwatch.registry.transport import Response
 
 _MESSAGE_MAX = 160
+
+
+class _Where(TypedDict):
+    registry: str
+    repository: str | None
+    status: int
 
 
 def error_codes(body: bytes) -> list[tuple[str, str]]:
@@ -60,20 +67,14 @@ def failure(
     """The error for a non-success `response` to a request about `what` (e.g. "tags of a/b")."""
     status = response.status
     codes = error_codes(response.body)
-    code_names = {code for code, _ in codes}
     detail = f": {codes[0][0]} {_excerpt(codes[0][1])}".rstrip() if codes else ""
+    where: _Where = {"registry": registry, "repository": repository, "status": status}
     if status == 404:
-        if blob:
-            code_names.add("BLOB_UNKNOWN")
+        code_names = {code for code, _ in codes} | ({"BLOB_UNKNOWN"} if blob else set())
         return _not_found(registry, what, repository, reference, code_names)
     if status in (401, 403):
-        return AuthError(
-            f"registry {registry} denied {what} ({status}{detail})",
-            hint="check that the account may pull from this repository",
-            registry=registry,
-            repository=repository,
-            status=status,
-        )
+        message = f"registry {registry} denied {what} ({status}{detail})"
+        return AuthError(message, hint="check that the account may pull from it", **where)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), wall_now)
         wait = f"; it asks to wait {retry_after:.0f} s" if retry_after is not None else ""
@@ -81,28 +82,16 @@ def failure(
             f"registry {registry} is rate limiting us ({what}){wait}",
             hint="lower the scan rate or the concurrency, or try again later",
             retry_after=retry_after,
-            registry=registry,
-            repository=repository,
-            status=status,
+            **where,
         )
     if status >= 500:
-        return TransportError(
-            f"registry {registry} failed on {what} ({status}{detail}), also after retries",
-            hint="the registry or its storage is failing; try again later",
-            registry=registry,
-            repository=repository,
-            status=status,
-        )
+        message = f"registry {registry} failed on {what} ({status}{detail}), also after retries"
+        return TransportError(message, hint="the registry or its storage is failing", **where)
     hint = None
     if status == 400 and b"HTTP request to an HTTPS server" in response.body[:500]:
         hint = "the registry speaks HTTPS: use an https:// address"
-    return ProtocolError(
-        f"registry {registry} answered {status} to {what}{detail}",
-        hint=hint,
-        registry=registry,
-        repository=repository,
-        status=status,
-    )
+    return ProtocolError(f"registry {registry} answered {status} to {what}{detail}", hint=hint,
+                         **where)  # fmt: skip
 
 
 def _not_found(

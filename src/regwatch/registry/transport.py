@@ -168,22 +168,30 @@ class Transport:
             else:
                 if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
                     return response
-                retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), self.wall_clock()
-                )
-                if retry_after is not None and retry_after > self.max_retry_after:
+                retry_delay = self._retry_delay(ctx, response, attempt, budget or ctx.budget)
+                if retry_delay is None:
                     return response  # the caller reports how long the registry wants us away
-                if retry_after is None:
-                    delay = self._backoff(ctx, attempt)
-                else:
-                    delay = retry_after + ctx.rng.uniform(0, min(1.0, retry_after * 0.1))
-                    (budget or ctx.budget).pause(delay)
+                delay = retry_delay
             ctx.stats.retries += 1
             attempt += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s %s: retry %d in %.2f s", ctx.registry, method, url.path, attempt,
                           delay)  # fmt: skip
             await self._sleep(delay)
+
+    def _retry_delay(
+        self, ctx: RequestContext, response: Response, attempt: int, budget: RegistryBudget
+    ) -> float | None:
+        """Seconds before retrying a 429/5xx: `Retry-After` (which pauses the whole registry) or
+        the backoff; None when the registry asks for more than `max_retry_after`."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall_clock())
+        if retry_after is None:
+            return self._backoff(ctx, attempt)
+        if retry_after > self.max_retry_after:
+            return None
+        delay = retry_after + ctx.rng.uniform(0, min(1.0, retry_after * 0.1))
+        budget.pause(delay)
+        return delay
 
     def _backoff(self, ctx: RequestContext, attempt: int) -> float:
         return backoff_delay(attempt, ctx.rng, base=self.backoff_base, cap=self.backoff_cap)

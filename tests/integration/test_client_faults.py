@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -417,6 +419,21 @@ async def test_manifest_larger_than_the_cap_is_refused(
     async with client:
         with pytest.raises(ProtocolError, match="larger than 4096 KiB"):
             await client.get_manifest(repo, "v1")
+
+
+async def test_compressed_bodies_are_decoded_and_capped_after_decompression(
+    client: RegistryClient, proxy: FaultProxy, repo: str
+) -> None:
+    gzip_json = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    small = gzip.compress(json.dumps({"name": repo, "tags": ["z1", "z2"]}).encode())
+    proxy.add(fault_rules.status(200, path=TAGS, body=small, headers=gzip_json))
+    # 40 MiB of spaces compress to ~40 KiB: the 32 MiB list cap must hold on the decoded size
+    bomb = gzip.compress(b" " * (40 << 20))
+    proxy.add(fault_rules.status(200, path=TAGS, body=bomb, headers=gzip_json))
+    async with client:
+        assert await client.tags(repo) == ["z1", "z2"]
+        with pytest.raises(ProtocolError, match="larger than"):
+            await client.tags(repo)
 
 
 async def test_read_timeout_is_retried_then_reported(

@@ -246,11 +246,14 @@ class _RetryableError(Exception):
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_body: int, ctx: RequestContext) -> bytes:
-    """The body, refusing to read more than `max_body` bytes."""
+    """The body, refusing to read more than `max_body` bytes.
+
+    A compressed body is read piecewise even with a Content-Length, so that the cap applies to
+    what it decompresses to (a small gzip bomb must not fill the memory)."""
     length = resp.content_length
     if length is not None and length > max_body:
         raise _too_large(ctx, max_body)
-    if length is not None:
+    if length is not None and "Content-Encoding" not in resp.headers:
         return await resp.read()
     chunks: list[bytes] = []
     total = 0

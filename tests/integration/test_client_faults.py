@@ -440,14 +440,14 @@ async def test_read_timeout_is_retried_then_reported(
     registry_basic: RegistryHandle, proxy: FaultProxy, repo: str
 ) -> None:
     credentials = StaticCredentials(registry_basic.username or "", Secret(PASSWORD))
-    endpoint = Endpoint(proxy.url, timeout_ms=400)
+    endpoint = Endpoint(proxy.url, timeout_ms=800)
     async with fast_transport(max_retries=1) as transport:
         client = RegistryClient(endpoint, credentials, transport=transport)
-        proxy.add(fault_rules.slow_headers(1.5, path=TAGS, times=1))
+        proxy.add(fault_rules.slow_headers(1.6, path=TAGS, times=1))
         assert len(await client.tags(repo)) == 3
         assert client.stats.retries == 1
-        proxy.add(fault_rules.slow_body(1.5, path=TAGS, times=None))
-        with pytest.raises(TransportError, match=r"no answer within 0\.4 s") as info:
+        proxy.add(fault_rules.slow_body(1.6, path=TAGS, times=None))
+        with pytest.raises(TransportError, match=r"no answer within 0\.8 s") as info:
             await client.tags(repo)
     assert info.value.repository == repo
     assert_no_secret(info.value)

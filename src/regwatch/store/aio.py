@@ -1,13 +1,16 @@
 """`AsyncStore`: the store for asyncio code (the indexer and the API).
 
 Why a synchronous engine driven from asyncio rather than SQLAlchemy's async engine
-(`sqlite+aiosqlite`, `postgresql+psycopg` async): measured on this machine (2 cores) for the lookup
-API's typical query, one indexed SELECT returning 20 rows from 200,000 (bench/store_async.py):
+(`sqlite+aiosqlite`, `postgresql+psycopg` async)? Measured on this machine (2 shared cores) for the
+lookup API's typical query, an indexed SELECT of 20 rows out of 200,000 (bench/store_async.py):
 
-    sync, called directly on the event loop     p50   46 µs   p99   87 µs
-    sync, in a thread pool (run_in_executor)     p50  204 µs   p99  379 µs
-    async engine, aiosqlite                      p50  591 µs   p99  832 µs
-    8 concurrent queries: thread pool 1.9 ms, aiosqlite 6.8 ms (p50)
+    Store.find_images called inline on the event loop       p50  208 µs   p99  295 µs
+    the same through a thread pool (run_in_executor)         p50  501 µs   p99  749 µs
+    aiosqlite, the bare SQL only (no Store, no records)      p50  350 µs   p99  446 µs
+and, measured once on a bare 20-row SELECT with SQLAlchemy's async engine (it needs greenlet,
+which is not a dependency): sync inline 46 µs, thread pool 204 µs, `sqlite+aiosqlite` 591 µs.
+Eight concurrent lookups through the thread pool take 4.4 ms (GIL hand-offs), which is one more
+reason to keep SQLite reads on the loop.
 
 aiosqlite hops to its own thread for every driver call (execute, each fetch, commit), and the
 async engine additionally needs greenlet; a thread pool hops once per Store method. So:

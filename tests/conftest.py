@@ -10,12 +10,21 @@ Function-scoped:
     fault_proxy_factory(upstream_handle, **kw) -> FaultProxy (started)
     unique_name  -> e.g. "t3f9a1/"
     push_images  -> the sync helper `harness.push_images`
+
+Stores (backend from REGWATCH_TEST_STORE: "sqlite", the default, or "postgres"; tests using these
+are marked `store` automatically, and scripts/test runs them again on PostgreSQL):
+    store_backend    (session) -> "sqlite" | "postgres"
+    store_url        -> URL of a fresh store with the schema at head (a SQLite file in tmp_path, or
+                        a new PostgreSQL database cloned from a migrated template, dropped after)
+    empty_store_url  -> URL of an empty database (SQLite: a file not created yet)
+    postgres_server  (session, lazy) -> the throwaway `harness.postgres.PostgresServer`
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -42,6 +51,8 @@ from harness import (  # noqa: E402
     stop_all,
 )
 from harness import token_server as _token_server  # noqa: E402
+from harness.postgres import PostgresServer, shared_postgres  # noqa: E402
+from harness.postgres import stop_all as stop_postgres  # noqa: E402
 from harness.tls import remove_default_tls  # noqa: E402
 
 REGISTRY_KINDS = [(mode, tls) for mode in MODES for tls in (False, True)]
@@ -184,6 +195,7 @@ def _stop_all_then_die(signum: int, frame: FrameType | None) -> None:
     """SIGTERM would kill pytest without running fixture teardown or atexit: stop the
     registries first, then die of the signal as before."""
     stop_all()
+    stop_postgres()
     remove_default_tls()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
@@ -199,3 +211,84 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     stop_all()
+    stop_postgres()
+
+
+# --- stores: SQLite by default, PostgreSQL with REGWATCH_TEST_STORE=postgres -------------------
+STORE_BACKENDS = ("sqlite", "postgres")
+STORE_FIXTURES = frozenset({"store_url", "empty_store_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses a store fixture `store`: scripts/test reruns those on
+    PostgreSQL (`-m store`)."""
+    for item in items:
+        if STORE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.store)
+
+
+@pytest.fixture(scope="session")
+def store_backend() -> str:
+    """The backend of `store_url`: REGWATCH_TEST_STORE, "sqlite" (default) or "postgres"."""
+    backend = os.environ.get("REGWATCH_TEST_STORE", "").strip().lower() or "sqlite"
+    if backend not in STORE_BACKENDS:
+        raise pytest.UsageError(f"REGWATCH_TEST_STORE={backend!r}: use one of {STORE_BACKENDS}")
+    return backend
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The session's throwaway PostgreSQL (started on first use, stopped at the end)."""
+    return shared_postgres()
+
+
+@pytest.fixture(scope="session")
+def _store_template(
+    store_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A store migrated to head once per session: a SQLite file, or a PostgreSQL database to
+    clone (CREATE DATABASE … TEMPLATE copies it in ~20 ms; migrating takes ~10x longer)."""
+    from regwatch.store import upgrade
+
+    if store_backend == "sqlite":
+        path = tmp_path_factory.mktemp("store-template") / "template.db"
+        upgrade(f"sqlite:///{path}")
+        return str(path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database(f"regwatch_template_{secrets.token_hex(4)}")
+    upgrade(server.url(name))
+    return name
+
+
+@pytest.fixture
+def store_url(
+    store_backend: str, _store_template: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """A fresh store with the schema at head, on the backend chosen by REGWATCH_TEST_STORE."""
+    if store_backend == "sqlite":
+        path = tmp_path / "store.db"
+        shutil.copyfile(_store_template, path)
+        yield f"sqlite:///{path}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database(template=_store_template)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def empty_store_url(
+    store_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    """An empty database (no regwatch schema): SQLite, a file not created yet."""
+    if store_backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)

@@ -1,10 +1,10 @@
-"""Lookup queries, metadata cache and scan runs on a real SQLite file."""
+"""Lookup queries, metadata cache and scan runs on a real store
+(SQLite, or PostgreSQL with REGWATCH_TEST_STORE=postgres)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +15,8 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path}/store.db") as opened:
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as opened:
         yield opened
 
 

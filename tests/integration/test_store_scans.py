@@ -1,10 +1,10 @@
-"""Repository scans on a real SQLite file: staging, atomic merge, failure isolation, events."""
+"""Repository scans on a real store (SQLite, or PostgreSQL with REGWATCH_TEST_STORE=postgres):
+staging, atomic merge, failure isolation, events."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -33,8 +33,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path}/store.db", clock=clock) as opened:
+def store(store_url: str, clock: Clock) -> Iterator[Store]:
+    with open_store(store_url, clock=clock) as opened:
         opened.ensure_account("hub", "reg.example:5000")
         opened.replace_repositories("hub", ["team/app", "team/db"])
         yield opened

@@ -126,6 +126,21 @@ def test_tags_orders(store: Store) -> None:
         store.tags("a", "r", "random")  # type: ignore[arg-type]
 
 
+def test_lexical_orders_are_byte_order(store: Store) -> None:
+    """Not the database's locale order (on PostgreSQL an ICU collation would give a, A, b, B)."""
+    tag_names = ["b", "B", "a", "A", "_x", "-y", "Z9", "10", "9", "é"]
+    for repo in ("team/b", "team/B", "team/a", "team/A"):
+        index(store, "acct", "reg.example", repo, [StagedTag(t) for t in tag_names])
+    assert store.tags("acct", "team/a") == sorted(tag_names)
+    repos = [r.name for r in store.repositories("acct")]
+    assert repos == ["team/A", "team/B", "team/a", "team/b"]
+    found = store.find_images(account="acct", limit=12)
+    assert [(i.repository, i.tag) for i in found] == [("team/A", t) for t in sorted(tag_names)] + [
+        ("team/B", "-y"),
+        ("team/B", "10"),
+    ]
+
+
 def test_counts_and_account_status(two_accounts: Store) -> None:
     store = two_accounts
     counts = store.counts()

@@ -1,4 +1,6 @@
-"""Migrations and the open/refuse policy, on real SQLite files."""
+"""Migrations and the open/refuse policy, on real databases: SQLite files, or PostgreSQL databases
+with REGWATCH_TEST_STORE=postgres (the policy differs for an empty database: see
+`regwatch.store.migrate`)."""
 
 from __future__ import annotations
 
@@ -11,36 +13,98 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 
 from regwatch.errors import SchemaMismatch
 from regwatch.store import current_revision, head_revision, migrate, open_store, upgrade
 from regwatch.store.schema import metadata
+from regwatch.store.url import normalize_store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = "from setuptools import setup; setup()"
+SQLITE_SEARCH = {"tags_search", "tags_search_insert", "tags_search_delete", "tags_search_update"}
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def test_a_new_sqlite_file_gets_the_schema(tmp_path: Path) -> None:
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run raw SQL in one transaction, outside regwatch (to fake other schemas and revisions)."""
+    engine = create_engine(normalize_store_url(url))
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(normalize_store_url(url))
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_gets_the_schema_only_if_it_is_a_new_sqlite_file(
+    empty_store_url: str,
+) -> None:
+    """SQLite (the single-user default) works without a separate step; an empty PostgreSQL
+    database is refused with the command to run: several instances share it, and nobody should
+    create a schema by accident in a database pointed at by mistake."""
+    url = empty_store_url
+    if is_sqlite(url):
+        with open_store(url) as store:
+            assert store.counts().tags == 0
+        assert current_revision(url) == head_revision()
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as raw:
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        return
+    with pytest.raises(SchemaMismatch, match="has no regwatch schema") as err:
+        open_store(url)
+    assert "regwatch db upgrade" in str(err.value.hint)
+    assert current_revision(url) is None
+    assert table_names(url) == set()  # refused without touching it
+    upgrade(url)
+    with open_store(url, auto_upgrade=False) as store:
+        assert store.counts().tags == 0
+
+
+def test_a_new_sqlite_file_in_a_new_directory_gets_the_schema(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "sub" / "new.db")
     with open_store(url) as store:
         assert store.counts().tags == 0
     assert current_revision(url) == head_revision()
-    with sqlite3.connect(tmp_path / "sub" / "new.db") as raw:
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_migrated_schema_matches_the_declared_tables(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "m.db")
-    upgrade(url)
-    engine = create_engine(url)
+def test_upgrade_migrates_an_empty_database_and_is_idempotent(empty_store_url: str) -> None:
+    assert current_revision(empty_store_url) is None
+    upgrade(empty_store_url)
+    assert current_revision(empty_store_url) == head_revision()
+    upgrade(empty_store_url)  # already at head: nothing to do
+    assert current_revision(empty_store_url) == head_revision()
+    with open_store(empty_store_url, auto_upgrade=False) as store:
+        store.ensure_account("hub", "reg.example")
+        assert store.accounts() == ["hub"]
+
+
+def test_migrated_schema_matches_the_declared_tables(empty_store_url: str) -> None:
+    """The migration creates exactly `schema.metadata`, plus the search index that is not
+    declared there (SQLite: the FTS5 table; PostgreSQL: the pg_trgm GIN index)."""
+    upgrade(empty_store_url)
+    engine = create_engine(normalize_store_url(empty_store_url))
 
     def not_search_index(name: str | None, kind: str, _parent: object) -> bool:
-        return not (kind == "table" and name is not None and name.startswith("tags_search"))
+        if kind == "table" and name is not None and name.startswith("tags_search"):
+            return False
+        return not (kind == "index" and name == "ix_tags_ref_trgm")
 
     with engine.connect() as conn:
         context = MigrationContext.configure(
@@ -51,61 +115,81 @@ def test_migrated_schema_matches_the_declared_tables(tmp_path: Path) -> None:
     assert diff == []
 
 
-def test_search_index_and_its_triggers_exist(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    upgrade(sqlite_url(path))
-    with sqlite3.connect(path) as raw:
-        names = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
-    assert {
-        "tags_search",
-        "tags_search_insert",
-        "tags_search_delete",
-        "tags_search_update",
-    } <= names
+def test_the_search_index_exists(empty_store_url: str) -> None:
+    upgrade(empty_store_url)
+    engine = create_engine(normalize_store_url(empty_store_url))
+    with engine.connect() as conn:
+        if is_sqlite(empty_store_url):
+            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
+            assert names >= SQLITE_SEARCH
+        else:
+            extensions = set(conn.exec_driver_sql("SELECT extname FROM pg_extension").scalars())
+            assert "pg_trgm" in extensions
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tags_ref_trgm'"
+            ).scalar_one()
+            assert "USING gin (ref gin_trgm_ops)" in definition
+    engine.dispose()
 
 
-def test_a_database_from_a_newer_regwatch_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "newer.db"
-    upgrade(sqlite_url(path))
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE alembic_version SET version_num = 'ffff9999'")
+def test_sorted_columns_compare_bytes(store_url: str) -> None:
+    """Repository and tag names sort byte-wise whatever the database's default collation (the
+    test PostgreSQL cluster's is ICU en-US, which would put "a" before "B")."""
+    engine = create_engine(normalize_store_url(store_url))
+    with engine.connect() as conn:
+        for table, column in (("tags", "tag"), ("tags", "repository"), ("repositories", "name")):
+            if is_sqlite(store_url):
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+                ).scalar_one()
+                assert "COLLATE" not in sql  # BINARY, SQLite's default
+            else:
+                collation = conn.exec_driver_sql(
+                    "SELECT collation_name FROM information_schema.columns "
+                    "WHERE table_name = %s AND column_name = %s",
+                    (table, column),
+                ).scalar_one()
+                assert collation == "C", (table, column)
+    engine.dispose()
+
+
+def test_a_database_from_a_newer_regwatch_is_refused(store_url: str) -> None:
+    execute(store_url, "UPDATE alembic_version SET version_num = 'ffff9999'")
     with pytest.raises(SchemaMismatch, match="unknown to this regwatch") as err:
-        open_store(sqlite_url(path))
+        open_store(store_url)
     assert err.value.hint
-    assert current_revision(sqlite_url(path)) == "ffff9999"  # left untouched
+    assert current_revision(store_url) == "ffff9999"  # left untouched
 
 
-def test_auto_upgrade_does_not_touch_an_unknown_revision(tmp_path: Path) -> None:
-    path = tmp_path / "newer.db"
-    upgrade(sqlite_url(path))
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE alembic_version SET version_num = 'ffff9999'")
+def test_auto_upgrade_does_not_touch_an_unknown_revision(store_url: str) -> None:
+    execute(store_url, "UPDATE alembic_version SET version_num = 'ffff9999'")
     with pytest.raises(SchemaMismatch):
-        open_store(sqlite_url(path), auto_upgrade=True)
+        open_store(store_url, auto_upgrade=True)
+    assert current_revision(store_url) == "ffff9999"
 
 
-def test_tables_without_a_revision_are_refused_with_the_upgrade_hint(tmp_path: Path) -> None:
-    path = tmp_path / "foreign.db"
-    with sqlite3.connect(path) as raw:
-        raw.execute("CREATE TABLE something (x INTEGER)")
-    with pytest.raises(SchemaMismatch, match="no regwatch schema") as err:
-        open_store(sqlite_url(path))
+def test_tables_without_a_revision_are_refused_with_the_upgrade_hint(
+    empty_store_url: str,
+) -> None:
+    execute(empty_store_url, "CREATE TABLE something (x INTEGER)")
+    with pytest.raises(SchemaMismatch, match="has tables but no regwatch schema") as err:
+        open_store(empty_store_url)
     assert "regwatch db upgrade" in str(err.value.hint)
+    assert table_names(empty_store_url) == {"something"}
 
 
-def test_auto_upgrade_false_refuses_even_a_new_file(tmp_path: Path) -> None:
+def test_auto_upgrade_false_refuses_even_an_empty_database(empty_store_url: str) -> None:
     with pytest.raises(SchemaMismatch, match="has no regwatch schema"):
-        open_store(sqlite_url(tmp_path / "new.db"), auto_upgrade=False)
-    upgrade(sqlite_url(tmp_path / "new.db"))
-    open_store(sqlite_url(tmp_path / "new.db"), auto_upgrade=False).close()
+        open_store(empty_store_url, auto_upgrade=False)
+    upgrade(empty_store_url)
+    open_store(empty_store_url, auto_upgrade=False).close()
 
 
 def test_an_older_known_revision_needs_an_explicit_upgrade(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pretend this regwatch knows a revision 0002 beyond the database's 0001."""
-    url = sqlite_url(tmp_path / "old.db")
-    upgrade(url)
+    url = store_url
     monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
     monkeypatch.setattr(migrate, "known_revisions", lambda: {"0001", "0002"})
     upgrades: list[str] = []

@@ -42,6 +42,12 @@ def _register_subcommands() -> None:
     cli.add_command(registry_cmd.registry)
     cli.add_command(config_cmd.config)
 
+    from regwatch.cli import db_cmd, images_cmd, scan_cmd
+
+    cli.add_command(scan_cmd.scan)
+    cli.add_command(images_cmd.images)
+    cli.add_command(db_cmd.db)
+
 
 _register_subcommands()
 

@@ -6,7 +6,11 @@ need a registry round trip beyond `tags/list`:
 - a tag the store has never seen needs its manifest when any per-tag data is wanted (digest,
   dates, labels), and nothing otherwise;
 - a known tag needs a manifest HEAD only with digest tracking (a HEAD, never a GET: a GET counts
-  against Docker Hub's pull quota), to notice that the tag was moved to another image.
+  against Docker Hub's pull quota), to notice that the tag was moved to another image;
+- a known tag with no digest recorded while per-tag data is wanted is rechecked too: its metadata
+  is missing (the fetch failed last time, or the account's flags were just turned on), and the
+  recheck fills it in, silently (see `classify`). Once a digest is recorded, its data comes from
+  the content-addressed cache and is never asked for again.
 
 `classify` turns an observed (old, new) digest pair into the change it represents, the rule the
 trigger layer relies on: a tag seen for the first time is NEW; a known tag whose digest moved from
@@ -49,7 +53,7 @@ class TagNeeds:
 @dataclass(frozen=True)
 class PagePlan:
     new: tuple[str, ...]  # not in the store yet
-    recheck: tuple[str, ...]  # known, HEAD them for a moved digest
+    recheck: tuple[str, ...]  # known, HEAD them: a moved digest, or metadata still missing
     unchanged: tuple[str, ...]  # known, nothing to ask the registry
 
 
@@ -68,7 +72,7 @@ def plan_page(known: Mapping[str, str | None], page: Sequence[str], needs: TagNe
         seen.add(tag)
         if tag not in known:
             new.append(tag)
-        elif needs.digest:
+        elif needs.digest or (needs.any_metadata and known[tag] is None):
             recheck.append(tag)
         else:
             unchanged.append(tag)

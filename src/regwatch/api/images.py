@@ -1,0 +1,134 @@
+"""Image lookups: Clouddriver's `/dockerRegistry/images/{find,tags}` and Gate's `/images/…` forms.
+
+Differences from upstream, all in the caller's favour: `count` is applied after the filters
+(upstream cuts first, so its results can be short); `tag` filters even without `repository`;
+`q` is a case-insensitive substring of `registry/repository:tag`; tags may also be sorted by
+semantic version with `sort=semver`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from regwatch.api.deps import service_of
+from regwatch.api.errors import ApiError
+from regwatch.api.models import ERROR_RESPONSES, ImageItem
+from regwatch.api.responses import json_response
+from regwatch.api.shaping import CLOUD_PROVIDER, image_items, normalize_query, tag_order
+from regwatch.store import Store
+
+router = APIRouter(tags=["images"])
+
+Count = Annotated[
+    int | None, Query(ge=0, description="at most this many results, after the filters (0: all)")
+]
+Details = Annotated[
+    bool, Query(description="add commitId, buildNumber, branch and the labels (inspectDigests)")
+]
+Q = Annotated[
+    str | None, Query(description="substring of registry/repository:tag (case-insensitive)")
+]
+Sort = Annotated[
+    Literal["lexical", "semver", "date"] | None,
+    Query(description="regwatch only: lexical, semver (ascending) or date (newest first)"),
+]
+Provider = Annotated[str, Query(description='only "dockerRegistry" is served')]
+
+
+async def _find(
+    request: Request,
+    q: str | None,
+    account: str | None,
+    repository: str | None,
+    tag: str | None,
+    count: int | None,
+    include_details: bool,
+) -> Response:
+    service = service_of(request)
+    live = service.accounts.accounts
+    if account is not None and account not in live:
+        return json_response([])
+    records = await service.store.call(
+        Store.find_images,
+        normalize_query(q),
+        account=account,
+        repository=repository or None,
+        tag=tag or None,
+        limit=count or None,
+    )
+    records = [record for record in records if record.account in live]
+    return json_response(image_items(records, include_details))
+
+
+async def _tags(request: Request, account: str, repository: str, sort: str | None) -> Response:
+    service = service_of(request)
+    configured = service.account(account)
+    if configured is None:
+        return json_response([])  # upstream: an unknown account has no tags
+    order = tag_order(configured, sort)
+    return json_response(await service.store.call(Store.tags, account, repository, order))
+
+
+@router.get(
+    "/dockerRegistry/images/find", response_model=list[ImageItem], responses=ERROR_RESPONSES
+)
+async def find_images(
+    request: Request,
+    q: Q = None,
+    account: str | None = None,
+    repository: str | None = None,
+    tag: str | None = None,
+    count: Count = None,
+    includeDetails: Details = False,  # Clouddriver's parameter name
+    region: str | None = None,  # accepted and ignored, as upstream
+) -> Response:
+    """Tagged images matching `q` and the exact `account`, `repository` and `tag` filters."""
+    return await _find(request, q, account, repository, tag, count, includeDetails)
+
+
+@router.get("/dockerRegistry/images/tags", response_model=list[str], responses=ERROR_RESPONSES)
+async def list_tags(request: Request, account: str, repository: str, sort: Sort = None) -> Response:
+    """The repository's tags: lexical, or newest first for an account with sortTagsByDate."""
+    return await _tags(request, account, repository, sort)
+
+
+def _check_provider(provider: str) -> None:
+    if provider != CLOUD_PROVIDER:
+        raise ApiError(
+            400,
+            f"provider {provider!r} is not served here",
+            hint=f"regwatch serves provider={CLOUD_PROVIDER} only",
+        )
+
+
+@router.get("/images/find", response_model=list[ImageItem], responses=ERROR_RESPONSES)
+async def gate_find_images(
+    request: Request,
+    provider: Provider = CLOUD_PROVIDER,
+    q: Q = None,
+    account: str | None = None,
+    repository: str | None = None,
+    tag: str | None = None,
+    count: Count = None,
+    includeDetails: Details = False,
+    region: str | None = None,
+) -> Response:
+    """Gate's form of `/dockerRegistry/images/find`."""
+    _check_provider(provider)
+    return await _find(request, q, account, repository, tag, count, includeDetails)
+
+
+@router.get("/images/tags", response_model=list[str], responses=ERROR_RESPONSES)
+async def gate_list_tags(
+    request: Request,
+    account: str,
+    repository: str,
+    provider: Provider = CLOUD_PROVIDER,
+    sort: Sort = None,
+) -> Response:
+    """Gate's form of `/dockerRegistry/images/tags`."""
+    _check_provider(provider)
+    return await _tags(request, account, repository, sort)

@@ -48,6 +48,10 @@ def _register_subcommands() -> None:
     cli.add_command(images_cmd.images)
     cli.add_command(db_cmd.db)
 
+    from regwatch.cli import serve_cmd
+
+    cli.add_command(serve_cmd.serve)
+
 
 _register_subcommands()
 

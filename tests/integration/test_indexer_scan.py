@@ -7,9 +7,9 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
 from indexer_support import ACCOUNT, digests, make_account, scan
 
+from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
 from regwatch.store import AsyncStore, open_store
 
 T1 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=dt.UTC)
@@ -41,7 +41,8 @@ async def test_initial_scan_indexes_tags_digests_dates_and_labels(
 
     assert (run.status, run.repositories_ok, run.repositories_failed) == ("ok", 2, 0)
     assert (run.tags, run.tags_added, run.events) == (4, 4, 0)  # a baseline fires nothing
-    assert run.run_id is not None and run.requests > 0
+    assert run.run_id is not None
+    assert run.requests > 0
     store = astore.store
     assert store.tags(ACCOUNT, app, "semver") == ["1.0.0", "1.10.0", "latest"]
     assert store.tags(ACCOUNT, app, "date")[0] == "1.10.0"
@@ -51,7 +52,8 @@ async def test_initial_scan_indexes_tags_digests_dates_and_labels(
     assert image.registry == registry_anonymous.host
     assert digests(astore, app)["latest"] == one.digest
     status = store.account_status(ACCOUNT)
-    assert status is not None and status.last_finished_run is not None
+    assert status is not None
+    assert status.last_finished_run is not None
     assert status.last_finished_run.status == "ok"
     assert status.last_finished_run.requests == run.requests
 
@@ -70,7 +72,8 @@ async def test_unchanged_rescan_costs_one_tags_list_per_page_and_nothing_else(
     proxy = fault_proxy_factory(registry_anonymous).add(fault_rules.paginate_tags(2))
     account = make_account(proxy.url, repositories=repos, paginateSize=2, inspectDigests=True)
     first = await scan(account, astore)
-    assert first.tags == 10 and proxy.count("GET", r"/blobs/") == 10  # labels fetched once
+    assert first.tags == 10
+    assert proxy.count("GET", r"/blobs/") == 10
     proxy.clear_requests()
 
     run = await scan(account, astore)
@@ -150,7 +153,8 @@ async def test_multi_arch_images_record_the_index_and_every_platform(
         assert image.platform_digests["linux/arm64/v8"] == pushed.platforms["linux/arm64"]
         assert image.created == created
     labelled = astore.store.get_image(ACCOUNT, repo, "oci")
-    assert labelled is not None and labelled.labels == {"a": "1"}
+    assert labelled is not None
+    assert labelled.labels == {"a": "1"}
 
 
 async def test_created_comes_from_the_annotation_without_fetching_the_config(
@@ -172,8 +176,10 @@ async def test_created_comes_from_the_annotation_without_fetching_the_config(
 
     v1 = astore.store.get_image(ACCOUNT, repo, "v1")
     v2 = astore.store.get_image(ACCOUNT, repo, "v2")
-    assert v1 is not None and v1.created == dt.datetime(2023, 7, 4, 12, 30, tzinfo=dt.UTC)
-    assert v2 is not None and v2.created == T2
+    assert v1 is not None
+    assert v1.created == dt.datetime(2023, 7, 4, 12, 30, tzinfo=dt.UTC)
+    assert v2 is not None
+    assert v2.created == T2
     assert proxy.count("GET", r"/blobs/") == 1  # only v2 needed its config blob
     assert astore.store.tags(ACCOUNT, repo, "date") == ["v2", "v1"]
 
@@ -191,7 +197,8 @@ async def test_shared_digests_are_fetched_once_across_repositories(
     proxy = fault_proxy_factory(registry_anonymous)
     account = make_account(proxy.url, repositories=repos[:1], inspectDigests=True)
     await scan(account, astore)
-    assert proxy.count("GET", r"/manifests/") == 1 and proxy.count("GET", r"/blobs/") == 1
+    assert proxy.count("GET", r"/manifests/") == 1
+    assert proxy.count("GET", r"/blobs/") == 1
     proxy.clear_requests()
 
     more = make_account(proxy.url, repositories=repos, inspectDigests=True, cacheThreads=3)
@@ -201,7 +208,8 @@ async def test_shared_digests_are_fetched_once_across_repositories(
     assert proxy.count("GET", r"/manifests/|/blobs/") == 0  # …and everything else from the cache
     for repo in repos:
         image = astore.store.get_image(ACCOUNT, repo, "1.0")
-        assert image is not None and image.labels == {"x": "y"}
+        assert image is not None
+        assert image.labels == {"x": "y"}
 
 
 async def test_cache_threads_bounds_the_requests_in_flight(
@@ -224,4 +232,3 @@ async def test_cache_threads_bounds_the_requests_in_flight(
 
     assert slow.seconds >= 6 * 0.2
     assert fast.seconds < slow.seconds / 2
-

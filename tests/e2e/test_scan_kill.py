@@ -1,0 +1,143 @@
+"""A `regwatch scan` killed with SIGKILL mid-way leaves a consistent store, and the next scan
+completes it (and closes the dead run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from harness import FaultProxy, RegistryHandle, fault_rules, populate
+from regwatch.store import Store, open_store
+from regwatch.store.schema import scan_runs
+
+REPOS, TAGS = 24, 8
+ACCOUNT = "victim"
+
+
+def write_config(path: Path, address: str, store_url: str) -> Path:
+    account = {"name": ACCOUNT, "address": address, "trackDigests": True, "cacheThreads": 2}
+    document = {
+        "currentDeployment": "default",
+        "deploymentConfigurations": [
+            {"name": "default",
+             "providers": {"dockerRegistry": {"enabled": True, "accounts": [account]}}},
+        ],
+        "regwatch": {"store": {"url": store_url}},
+    }  # fmt: skip
+    path.write_text(json.dumps(document))
+    return path
+
+
+def regwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "regwatch", *args]
+
+
+def clean_env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if k not in ("REGWATCH_STORE_URL", "REGWATCH_CONFIG")
+    }
+
+
+def wait_for_merged_repositories(store: Store, count: int, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the scan finished before it could be killed"
+        done = sum(1 for r in store.repositories(ACCOUNT) if r.status == "ok")
+        if done >= count:
+            return done
+        time.sleep(0.02)
+    raise AssertionError("the scan made no progress")
+
+
+def assert_consistent(store: Store, expected: dict[str, dict[str, str]]) -> int:
+    """Every repository is either fully merged (exactly the registry's tags) or untouched."""
+    complete = total = 0
+    for repository in store.repositories(ACCOUNT):
+        tags = store.known_tags(ACCOUNT, repository.name)
+        assert repository.tag_count == len(tags)
+        total += len(tags)
+        if repository.status == "ok":
+            assert tags == expected[repository.name]
+            complete += 1
+        else:
+            assert (repository.status, tags) == ("new", {})
+    assert len(store.find_images(account=ACCOUNT)) == total
+    return complete
+
+
+def run_record(store: Store, run_id: int) -> tuple[str, list[dict[str, object]]]:
+    with store.engines.reader.connect() as conn:
+        row = conn.execute(select(scan_runs).where(scan_runs.c.id == run_id)).one()
+    return row.status, list(row.errors or [])
+
+
+def test_sigkill_mid_scan_leaves_a_consistent_store_that_the_next_scan_completes(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    handle = registry_factory()
+    pushed = populate(handle, REPOS, TAGS, prefix="kill/")
+    expected: dict[str, dict[str, str]] = {}
+    for image in pushed:
+        expected.setdefault(image.repository, {})[image.tag] = image.digest
+    proxy = fault_proxy_factory(handle)
+    proxy.add(fault_rules.slow_headers(0.15, path=r"/tags/list$", times=None))
+    config = write_config(tmp_path / "config", proxy.url, store_url)
+    store = open_store(store_url)
+
+    process = subprocess.Popen(
+        regwatch("scan", "--config", str(config)),
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_merged_repositories(store, 3, process)
+        time.sleep(0.1)  # well inside the next repositories' tags/list and HEADs
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    complete = assert_consistent(store, expected)
+    assert 3 <= complete < REPOS
+    status = store.account_status(ACCOUNT)
+    assert status is not None
+    assert status.last_run is not None
+    killed_run = status.last_run
+    assert killed_run.status == "running"
+
+    proxy.clear()
+    rerun = subprocess.run(
+        regwatch("scan", "--json", "--config", str(config)),
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert rerun.returncode == 0, rerun.stderr
+    [record] = json.loads(rerun.stdout)
+    assert (record["status"], record["repositoriesOk"]) == ("ok", REPOS)
+    assert assert_consistent(store, expected) == REPOS
+    assert store.events(account=ACCOUNT) == []  # the first full listing is still a baseline
+    closed = store.account_status(ACCOUNT)
+    assert closed is not None
+    assert closed.last_finished_run is not None
+    assert closed.last_finished_run.status == "ok"
+    assert closed.last_finished_run.id != killed_run.id
+    status_of_killed, errors = run_record(store, killed_run.id)
+    assert status_of_killed == "failed"  # closed by the next `regwatch scan` on this host
+    assert "abandoned" in str(errors[0]["error"])
+    store.close()

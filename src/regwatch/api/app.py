@@ -20,6 +20,7 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regwatch import __version__
+from regwatch.api.cache import DEFAULT_TTL, ResponseCache
 from regwatch.api.errors import install_error_handlers
 from regwatch.service import Service
 
@@ -42,8 +43,11 @@ def extensions() -> list[Callable[[Service], None]]:
     return []
 
 
-def create_app(service: Service) -> FastAPI:
-    """The application for `service`: runs every extension's installer, includes every router."""
+def create_app(service: Service, *, cache_seconds: float = DEFAULT_TTL) -> FastAPI:
+    """The application for `service`: runs every extension's installer, includes every router.
+
+    `cache_seconds`: how long repository-scoped lookups are answered from the micro-cache
+    (`api/cache.py`; 0 turns it off)."""
     for install in extensions():
         install(service)
 
@@ -66,6 +70,7 @@ def create_app(service: Service) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.cache = ResponseCache(cache_seconds)
     install_error_handlers(app)
     for router in routers():
         app.include_router(router)

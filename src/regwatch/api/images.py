@@ -3,7 +3,8 @@
 Differences from upstream, all in the caller's favour: `count` is applied after the filters
 (upstream cuts first, so its results can be short); `tag` filters even without `repository`;
 `q` is a case-insensitive substring of `registry/repository:tag`; tags may also be sorted by
-semantic version with `sort=semver`.
+semantic version with `sort=semver`. Repository-scoped answers go through the micro-cache
+(`cache.py`): at most a second behind the index.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from regwatch.api.deps import service_of
+from regwatch.api.deps import cache_of, service_of
 from regwatch.api.errors import ApiError
 from regwatch.api.models import ERROR_RESPONSES, ImageItem
-from regwatch.api.responses import json_response
+from regwatch.api.responses import bytes_response, json_bytes, json_response
 from regwatch.api.shaping import CLOUD_PROVIDER, image_items, normalize_query, tag_order
 from regwatch.store import Store
 
@@ -51,16 +52,26 @@ async def _find(
     live = service.accounts.accounts
     if account is not None and account not in live:
         return json_response([])
-    records = await service.store.call(
-        Store.find_images,
+    query, repository, tag, limit = (
         normalize_query(q),
-        account=account,
-        repository=repository or None,
-        tag=tag or None,
-        limit=count or None,
+        repository or None,
+        tag or None,
+        count or None,
     )
-    records = [record for record in records if record.account in live]
-    return json_response(image_items(records, include_details))
+    cache = cache_of(request)
+    key = None
+    if query is None and account is not None and repository is not None:
+        key = ("find", account, repository, tag, limit, include_details)
+        body = cache.get(key)
+        if body is not None:
+            return bytes_response(body)
+    records = await service.store.call(
+        Store.find_images, query, account=account, repository=repository, tag=tag, limit=limit
+    )
+    body = json_bytes(image_items([r for r in records if r.account in live], include_details))
+    if key is not None:
+        cache.put(key, body)
+    return bytes_response(body)
 
 
 async def _tags(request: Request, account: str, repository: str, sort: str | None) -> Response:
@@ -69,7 +80,13 @@ async def _tags(request: Request, account: str, repository: str, sort: str | Non
     if configured is None:
         return json_response([])  # upstream: an unknown account has no tags
     order = tag_order(configured, sort)
-    return json_response(await service.store.call(Store.tags, account, repository, order))
+    cache = cache_of(request)
+    key = ("tags", account, repository, order)
+    body = cache.get(key)
+    if body is None:
+        body = json_bytes(await service.store.call(Store.tags, account, repository, order))
+        cache.put(key, body)
+    return bytes_response(body)
 
 
 @router.get(

@@ -86,6 +86,7 @@ class Health(BaseModel):
     instance: str
     uptimeSeconds: float
     provider: dict[str, Any]
+    scanning: bool = Field(description="false for `regwatch serve --no-scan`")
     config: dict[str, Any]
     accounts: dict[str, dict[str, Any]]
     workers: dict[str, dict[str, Any]]

@@ -34,6 +34,7 @@ def health_view(service: Service, now: float) -> dict[str, Any]:
         "instance": service.instance_id,
         "uptimeSeconds": round(now - (service.started_at or now), 3),
         "provider": {"enabled": accounts.enabled, "primaryAccount": accounts.primary},
+        "scanning": service.scanning,
         "config": {
             "path": str(service.config_path),
             "loadedAt": iso(watcher.current.loaded_at),
@@ -97,6 +98,8 @@ async def scan_now(request: Request, account: str) -> Response:
     service = service_of(request)
     if service.account(account) is None:
         raise ApiError(404, account_not_found(account))
+    if not service.scanning:
+        raise ApiError(409, "scanning is off on this instance (regwatch serve --no-scan)")
     schedule = service.request_scan(account)
     scanning = schedule is not None and schedule.state == "scanning"
     body = {"account": account, "requested": schedule is not None, "scanning": scanning}

@@ -25,3 +25,8 @@ def json_bytes(data: Any) -> bytes:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json_bytes(data), status_code=status, media_type=JSON_TYPE, headers=headers)
+
+
+def bytes_response(body: bytes) -> Response:
+    """A 200 with an already serialised JSON body."""
+    return Response(body, media_type=JSON_TYPE)

@@ -48,11 +48,27 @@ class _Server(uvicorn.Server):
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound, listening socket (port 0: any free port). Binding here, rather than in uvicorn,
-    turns "address in use" into a one-line error and lets the caller learn the real port."""
+    turns "address in use" into a one-line error and lets the caller learn the real port.
+
+    The socket is made with proto=IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on
+    accepted connections of such sockets, and without it every response (headers and body are
+    two writes) stalls ~40 ms on Nagle + delayed ACK."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        sock = socket.socket(family, kind, proto)
     except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__})",
+            hint="choose another address with --host/--port or regwatch.listen in the config",
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
         raise ConfigError(
             f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__})",
             hint="choose another address with --host/--port or regwatch.listen in the config",
@@ -70,6 +86,18 @@ def listen_socket(host: str, port: int) -> socket.socket:
     "--port", type=click.IntRange(0, 65_535), help="Port (default: regwatch.listen.port, 7002)."
 )
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option(
+    "--no-scan",
+    is_flag=True,
+    help="Do not scan registries: serve the index as it is (and apply config changes to it).",
+)
+@click.option(
+    "--cache-seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,  # regwatch.api.cache.DEFAULT_TTL (not imported: keeps `regwatch --help` fast)
+    show_default=True,
+    help="Answer repeated repository lookups (tags, find by repository) from a cache this long.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -77,6 +105,8 @@ def serve(
     host: str | None,
     port: int | None,
     access_log: bool,
+    no_scan: bool,
+    cache_seconds: float,
 ) -> None:
     """Run the service: scheduled indexing, hot reload and the Clouddriver-compatible API."""
     from regwatch.api import create_app
@@ -84,7 +114,7 @@ def serve(
 
     if not ctx.find_root().params.get("verbose"):
         logging.getLogger("regwatch").setLevel(logging.INFO)
-    service = Service.open(config_path)
+    service = Service.open(config_path, scanning=not no_scan)
     listen = service.settings.listen
     sock = listen_socket(host or listen.host, listen.port if port is None else port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -95,7 +125,7 @@ def serve(
         err=True,
     )
     config = uvicorn.Config(
-        create_app(service),
+        create_app(service, cache_seconds=cache_seconds),
         log_config=None,
         access_log=access_log,
         lifespan="on",

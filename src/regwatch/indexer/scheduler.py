@@ -126,6 +126,17 @@ class Applied:
     removed: tuple[str, ...] = ()
 
 
+def diff_accounts(
+    old: Mapping[str, DockerRegistryAccount], new: Mapping[str, DockerRegistryAccount]
+) -> Applied:
+    """Which accounts were added, edited (any setting differs) or removed, in `new`'s order."""
+    return Applied(
+        added=tuple(name for name in new if name not in old),
+        updated=tuple(name for name in new if name in old and old[name] != new[name]),
+        removed=tuple(name for name in old if name not in new),
+    )
+
+
 class Scheduler:
     """Per-account scan loops (see the module docstring)."""
 
@@ -165,15 +176,12 @@ class Scheduler:
         Returns once removed and edited accounts' old scans have stopped, so the caller may then
         delete a removed account's data without a scan writing it back."""
         wanted = {account.name: account for account in accounts}
-        removed = [name for name in self._accounts if name not in wanted]
-        updated = [
-            n for n, a in wanted.items() if n in self._accounts and self._accounts[n].account != a
-        ]
-        added = [name for name in wanted if name not in self._accounts]
-        await self._stop_many([self._accounts.pop(name) for name in removed + updated])
-        for name in updated + added:
+        current = {name: entry.account for name, entry in self._accounts.items()}
+        applied = diff_accounts(current, wanted)
+        await self._stop_many([self._accounts.pop(n) for n in applied.removed + applied.updated])
+        for name in applied.updated + applied.added:
             self._start(wanted[name])
-        return Applied(tuple(added), tuple(updated), tuple(removed))
+        return applied
 
     def _start(self, account: DockerRegistryAccount) -> None:
         if self._closed:

@@ -32,7 +32,7 @@ from regwatch.config.model import DockerRegistryAccount
 from regwatch.config.settings import ServiceSettings
 from regwatch.errors import RegwatchError
 from regwatch.indexer.reload import AccountSet, ConfigSnapshot, ConfigWatcher, load_snapshot
-from regwatch.indexer.scheduler import AccountSchedule, ScanFunction, Scheduler
+from regwatch.indexer.scheduler import AccountSchedule, ScanFunction, Scheduler, diff_accounts
 from regwatch.registry import RegistryClient
 from regwatch.registry.transport import Transport
 from regwatch.service.metrics import MeteredTransport, Metrics
@@ -60,6 +60,7 @@ class Service:
         stop_timeout: float = 30.0,
         environ: Mapping[str, str] | None = None,
         instance_id: str | None = None,
+        scanning: bool = True,
     ) -> None:
         self.config_path = snapshot.config.path
         self.snapshot = snapshot
@@ -69,6 +70,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.started_at: float | None = None
         self.stop_timeout = stop_timeout
+        self.scanning = scanning  # False: serve the index as it is (API and workers only)
         self.scheduler = Scheduler(
             scan or self._scan_account,
             rng=rng,
@@ -153,7 +155,8 @@ class Service:
         self.started_at = time.time()
         await self._remove_unconfigured()
         await self._close_abandoned_runs()
-        await self.scheduler.apply(self.accounts.accounts.values())
+        if self.scanning:
+            await self.scheduler.apply(self.accounts.accounts.values())
         await self._refresh_tag_counts()
         self._log_accounts()
         self.add_worker("config-watcher", lambda: self.watcher.run(self.stopping))
@@ -179,7 +182,10 @@ class Service:
         async with self._lock:
             previous = self.snapshot
             self.snapshot = snapshot
-            applied = await self.scheduler.apply(snapshot.accounts.accounts.values())
+            if self.scanning:
+                applied = await self.scheduler.apply(snapshot.accounts.accounts.values())
+            else:
+                applied = diff_accounts(previous.accounts.accounts, snapshot.accounts.accounts)
             for name in applied.removed:
                 await self._delete_account(name)
             self.metrics.config_reloads.labels("ok").inc()

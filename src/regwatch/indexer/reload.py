@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from regwatch.config.halconfig import HalConfig
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.config.settings import ServiceSettings
@@ -73,7 +75,7 @@ def account_set(config: HalConfig, previous: AccountSet | None = None) -> Accoun
 def _primary_account(config: HalConfig) -> str | None:
     try:
         return config.provider().primary_account
-    except ConfigError:  # an invalid account entry: already reported per entry
+    except (ConfigError, ValidationError):  # an invalid or duplicate entry: reported per entry
         return None
 
 

@@ -138,7 +138,11 @@ class RepositoryScanner:
         self, scan: RepositoryScan, tags: Sequence[str], errors: TagErrors
     ) -> list[StagedTag]:
         """Plan the tags against the store and build what to stage, in listing order."""
-        known = await self.store.call(Store.known_tags, scan.account, scan.repository, tags=tags)
+        known: dict[str, str | None] = {}
+        if not scan.baseline:  # a repository never merged has no tags: skip the lookup
+            known = await self.store.call(
+                Store.known_tags, scan.account, scan.repository, tags=tags
+            )
         plan = plan_page(known, tags, self.needs)
         added = None if scan.baseline else TAG_ADDED
         staged = {tag: StagedTag.seen(tag) for tag in plan.unchanged}

@@ -1,0 +1,274 @@
+"""Indexing benchmark (issue 4): regwatch's scan against its ceiling, a peer, and its targets.
+
+Starts an anonymous test registry (tests/harness) holding 200 repositories x 50 tags, then prints:
+
+1. a full scan with digests (catalog, every tags/list, a manifest HEAD per tag, everything
+   stored): wall time and requests; the same requests made by a bare aiohttp loop with no logic
+   and no store (the ceiling); the ratio (target <= 1.5);
+2. a full tags-only scan against `skopeo list-tags` run once per repository (target: regwatch
+   >= 10x faster);
+3. the request count of an unchanged rescan, seen by a fault proxy (target: one tags/list per
+   repository, nothing per tag);
+4. the peak RSS of a subprocess scanning one repository of 100,000 tags, served page by page by a
+   synthetic registry (tests/integration/synthetic_registry.py), since pushing 100k real tags
+   takes too long and distribution 2.8 does not paginate tags/list (target < 150 MB).
+
+    .venv/bin/python bench/scan.py [--repos 200] [--tags 50] [--concurrency 16] [--rounds 3]
+
+skopeo comes from Debian (`apt-get install -y skopeo`); set BENCH_INSTALL_SKOPEO=1 to let this
+script install it when it is missing. Timed figures are the best of `--rounds` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test harness: `import harness`
+
+from harness import FaultProxy, RegistryProcess, populate  # noqa: E402
+from regwatch.config.model import DockerRegistryAccount  # noqa: E402
+from regwatch.indexer import ScanRun, scan_account  # noqa: E402
+from regwatch.models import MANIFEST_ACCEPT  # noqa: E402
+from regwatch.registry import Transport  # noqa: E402
+from regwatch.store import AsyncStore, Store, open_store  # noqa: E402
+
+ACCEPT = ", ".join(MANIFEST_ACCEPT)
+PREFIX = "bench/"
+SYNTHETIC = ROOT / "tests" / "integration" / "synthetic_registry.py"
+BIG_TAGS = 100_000
+RSS_SCRIPT = r"""
+import asyncio, resource, sys
+from regwatch.config.model import DockerRegistryAccount
+from regwatch.indexer import scan_account
+from regwatch.registry import Transport
+from regwatch.store import AsyncStore, open_store
+
+async def main():
+    store = AsyncStore(open_store(sys.argv[1]))
+    account = DockerRegistryAccount.model_validate(
+        {"name": "big", "address": sys.argv[2], "paginateSize": 1000})
+    async with Transport() as transport:
+        run = await scan_account(account, store=store, transport=transport)
+    await store.aclose()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(run.status, run.tags, run.requests, round(run.seconds, 1), round(peak))
+
+asyncio.run(main())
+"""
+
+
+def account(address: str, concurrency: int, **flags: Any) -> DockerRegistryAccount:
+    return DockerRegistryAccount.model_validate(
+        {"name": "bench", "address": address, "cacheThreads": concurrency, **flags}
+    )
+
+
+class TimedStore(AsyncStore):
+    """An AsyncStore that adds up the time spent inside Store methods (SQL and row handling)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.seconds = 0.0
+
+    async def call(self, method: Any, /, *args: Any, **kwargs: Any) -> Any:
+        @functools.wraps(method)  # keeps the writer mark, so writes still go to the writer
+        def timed(*a: Any, **k: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return await super().call(timed, *args, **kwargs)
+
+
+async def regwatch_scan(
+    address: str, concurrency: int, **flags: Any
+) -> tuple[float, tuple[ScanRun, float]]:
+    """One full scan into a fresh SQLite store; (seconds, (run, seconds inside the store))."""
+    with tempfile.TemporaryDirectory() as scratch:
+        store = TimedStore(open_store(f"sqlite:///{scratch}/bench.db"))
+        async with Transport() as transport:
+            started = time.perf_counter()
+            run = await scan_account(
+                account(address, concurrency, **flags), store=store, transport=transport
+            )
+            seconds = time.perf_counter() - started
+        await store.aclose()
+    assert run.status == "ok", run.to_dict()
+    return seconds, (run, store.seconds)
+
+
+async def bare_scan(address: str, concurrency: int) -> tuple[float, int]:
+    """The same requests with a plain aiohttp session: no auth logic, no checks, no store."""
+    semaphore = asyncio.Semaphore(concurrency)
+    requests = 0
+    async with aiohttp.ClientSession() as session:
+
+        async def get_json(url: str) -> tuple[Any, str | None]:
+            nonlocal requests
+            async with semaphore, session.get(url) as resp:
+                requests += 1
+                following = resp.links.get("next")  # its url is resolved against the request
+                link = following.get("url") if following else None
+                return json.loads(await resp.read()), str(link) if link else None
+
+        async def head(repo: str, tag: str) -> None:
+            nonlocal requests
+            url = f"{address}/v2/{repo}/manifests/{tag}"
+            async with semaphore, session.head(url, headers={"Accept": ACCEPT}) as resp:
+                requests += 1
+                assert resp.headers["Docker-Content-Digest"]
+
+        async def repository(repo: str) -> None:
+            data, _ = await get_json(f"{address}/v2/{repo}/tags/list?n=100")
+            await asyncio.gather(*(head(repo, tag) for tag in data["tags"]))
+
+        started = time.perf_counter()
+        await get_json(f"{address}/v2/")
+        repos: list[str] = []
+        url: str | None = f"{address}/v2/_catalog?n=100"
+        while url:
+            data, link = await get_json(url)
+            repos += data["repositories"]
+            url = link
+        await asyncio.gather(*(repository(repo) for repo in repos))
+        return time.perf_counter() - started, requests
+
+
+async def best(rounds: int, work: Callable[[], Awaitable[tuple[float, Any]]]) -> tuple[float, Any]:
+    results = [await work() for _ in range(rounds)]
+    return min(results, key=lambda r: r[0])
+
+
+def find_skopeo() -> str | None:
+    found = shutil.which("skopeo")
+    if found or os.environ.get("BENCH_INSTALL_SKOPEO") != "1":
+        return found
+    print("installing skopeo (BENCH_INSTALL_SKOPEO=1): apt-get install -y skopeo", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "skopeo"], check=True, capture_output=True)
+    return shutil.which("skopeo")
+
+
+def skopeo_list_tags(skopeo: str, host: str, repos: list[str]) -> float:
+    started = time.perf_counter()
+    for repo in repos:
+        subprocess.run([skopeo, "list-tags", "--tls-verify=false", f"docker://{host}/{repo}"],
+                       check=True, capture_output=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+async def rescan_requests(handle_url: str, upstream: Any, concurrency: int) -> dict[str, int]:
+    """Scan, then rescan the unchanged registry through a counting proxy."""
+    with tempfile.TemporaryDirectory() as scratch, FaultProxy.for_registry(upstream) as proxy:
+        store = AsyncStore(open_store(f"sqlite:///{scratch}/bench.db"))
+        bench = account(proxy.url, concurrency)
+        async with Transport() as transport:
+            await scan_account(bench, store=store, transport=transport)
+            proxy.clear_requests()
+            run = await scan_account(bench, store=store, transport=transport)
+        await store.aclose()
+        return {
+            "total": run.requests,
+            "seen by proxy": len(proxy.requests),
+            "tags/list": proxy.count("GET", r"/tags/list$"),
+            "catalog": proxy.count("GET", r"/_catalog$"),
+            "manifests and blobs": proxy.count(path_regex=r"/manifests/|/blobs/"),
+        }
+
+
+def peak_rss_100k() -> str:
+    server = subprocess.Popen([sys.executable, str(SYNTHETIC), "--tags", str(BIG_TAGS)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        address = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        with tempfile.TemporaryDirectory() as scratch:
+            result = subprocess.run(
+                [sys.executable, "-c", RSS_SCRIPT, f"sqlite:///{scratch}/big.db", address],
+                capture_output=True, text=True, check=True, timeout=900,
+            )  # fmt: skip
+        return result.stdout.strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+async def run(args: argparse.Namespace, handle: Any) -> None:
+    url, c, rounds = handle.url, args.concurrency, args.rounds
+    repos = [f"{PREFIX}repo{r:04d}" for r in range(args.repos)]
+    await regwatch_scan(url, c, trackDigests=True)  # warm up the registry and the imports
+    await bare_scan(url, c)
+
+    full_s, (full, full_store) = await best(
+        rounds, lambda: regwatch_scan(url, c, trackDigests=True)
+    )
+    bare_s, bare_requests = await best(rounds, lambda: bare_scan(url, c))
+    ratio = full_s / bare_s
+    print(f"\n1. full scan with digests (concurrency {c}), best of {rounds}")
+    print(f"   regwatch scan_account  {full_s:6.2f} s  {full.requests} requests  "
+          f"{full.tags} tags stored ({full_store:.2f} s inside the store)")  # fmt: skip
+    print(f"   bare aiohttp loop      {bare_s:6.2f} s  {bare_requests} requests (no store)")
+    print(f"   ratio {ratio:.2f}  (target <= 1.5: {verdict(ratio <= 1.5)})")
+
+    tags_s, (tags_run, tags_store) = await best(rounds, lambda: regwatch_scan(url, c))
+    print(f"\n2. full tags-only scan: regwatch {tags_s:.2f} s ({tags_run.requests} requests, "
+          f"{tags_run.tags} tags stored; {tags_store:.2f} s of it inside the store)")  # fmt: skip
+    skopeo = find_skopeo()
+    if skopeo is None:
+        print("   skopeo not installed: apt-get install -y skopeo (or BENCH_INSTALL_SKOPEO=1)")
+    else:
+        peer_s = skopeo_list_tags(skopeo, handle.host, repos)
+        speedup = peer_s / tags_s
+        print(f"   skopeo list-tags, once per repository: {peer_s:.2f} s")
+        print(f"   regwatch is {speedup:.1f}x faster (target >= 10x: {verdict(speedup >= 10)})")
+
+    counts = await rescan_requests(url, handle, c)
+    per_repo = counts["tags/list"] / args.repos
+    print(f"\n3. unchanged rescan (tags only): {counts}")
+    print(f"   tags/list per repository {per_repo:.2f}, per-tag requests "
+          f"{counts['manifests and blobs']} (target one per repository: "
+          f"{verdict(per_repo == 1 and counts['manifests and blobs'] == 0)})")  # fmt: skip
+
+    status, tags, requests, seconds, peak = peak_rss_100k().split()
+    print(f"\n4. one repository of {BIG_TAGS} tags (synthetic registry, pages of 1000): "
+          f"{status}, {tags} tags, {requests} requests, {seconds} s; peak RSS {peak} MB "
+          f"(target < 150 MB: {verdict(int(peak) < 150)})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repos", type=int, default=200)
+    parser.add_argument("--tags", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with RegistryProcess("anonymous") as handle:
+        started = time.perf_counter()
+        populate(handle, args.repos, args.tags, prefix=PREFIX, concurrency=32)
+        print(f"pushed {args.repos} repositories x {args.tags} tags to {handle.url} "
+              f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+        asyncio.run(run(args, handle))
+
+
+if __name__ == "__main__":
+    main()

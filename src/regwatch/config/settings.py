@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError
 
-from regwatch.config.model import ConfigNode, SecretField, config_error, to_plain
+from regwatch.config.model import ConfigNode, config_error, to_plain
+from regwatch.config.triggers import EventSettingsMixin, WebhookSettings
+
+__all__ = ["ServiceSettings", "WebhookSettings", "parse_settings"]
 
 DEFAULT_STORE_URL = "sqlite:///~/.regwatch/regwatch.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -35,20 +38,11 @@ class ListenSettings(ConfigNode):
     port: int = Field(DEFAULT_PORT, ge=1, le=65_535)
 
 
-class WebhookSettings(ConfigNode):
-    """One webhook sink; the events layer reads the keys it defines beyond these."""
+class ServiceSettings(EventSettingsMixin):
+    """Also: echoUrl, webhooks, triggers, delivery, notifications (see config/triggers.py)."""
 
-    url: str
-    format: Literal["echo", "cloudevents"] = "echo"
-    secret: SecretField | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class ServiceSettings(ConfigNode):
     store: StoreSettings = Field(default_factory=StoreSettings)
     listen: ListenSettings = Field(default_factory=ListenSettings)
-    echo_url: str | None = None
-    webhooks: list[WebhookSettings] = Field(default_factory=list)
 
 
 # environment variable -> path of the setting under `regwatch:`
@@ -57,6 +51,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "REGWATCH_LISTEN_HOST": ("listen", "host"),
     "REGWATCH_LISTEN_PORT": ("listen", "port"),
     "REGWATCH_ECHO_URL": ("echoUrl",),
+    "REGWATCH_NOTIFICATIONS_TOKEN": ("notifications", "token"),
 }
 
 

@@ -3,6 +3,7 @@ staging, atomic merge, failure isolation, events."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -103,7 +104,11 @@ def test_rescan_updates_changes_and_removes_only_with_a_complete_listing(
         clock.now,
         first_seen,
     )
-    assert (moved.first_seen, moved.last_changed) == (first_seen, clock.now)
+    assert (moved.first_seen, moved.last_seen, moved.last_changed) == (
+        first_seen,
+        clock.now,
+        clock.now,
+    )
     history = store.tag_history("hub", "team/app")
     assert [(h.tag, h.kind, h.digest, h.previous_digest) for h in history[:3]] == [
         ("old", "removed", None, "sha256:o"),
@@ -273,3 +278,22 @@ def test_delete_account_forgets_everything_of_that_account_only(store: Store) ->
     assert store.events() == []
     assert store.account_status("hub") is None
     assert store.counts().tags == 1
+
+
+def test_rescanning_a_large_repository_is_linear(store: Store, clock: Clock) -> None:
+    """The merge must not depend on table statistics: on a just-filled PostgreSQL table (not yet
+    analysed) nested-loop plans probing the wrong index made a rescan of 20,000 tags quadratic
+    (~16 s, against ~1.5 s for the first scan). With set joins both take about as long."""
+    pages = [
+        [tag(f"b{i}", f"sha256:{i}") for i in range(p, p + 1000)] for p in range(0, 20_000, 1000)
+    ]
+    started = time.monotonic()
+    scan(store, "team/app", *pages)
+    first = time.monotonic() - started
+    clock.advance()
+    seen = [[StagedTag.seen(t.tag) for t in page[:500]] + page[500:] for page in pages]
+    started = time.monotonic()
+    outcome = scan(store, "team/app", *seen)
+    rescan = time.monotonic() - started
+    assert (outcome.added, outcome.changed, outcome.removed, outcome.tags) == (0, 0, 0, 20_000)
+    assert rescan < 3 * first + 1, f"first scan {first:.1f} s, rescan {rescan:.1f} s"

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Row
 
 from regwatch.errors import StoreError
+from regwatch.store.dialect import ACCOUNT_KEYS_LOCK, insert_ignoring_conflicts, transaction_lock
 from regwatch.store.records import RepositoryState, RunStatus, ScanRun, at_ms, from_ms
 from regwatch.store.schema import (
     accounts,
@@ -58,10 +59,15 @@ def require_account(conn: Connection, account: str, *, lock: bool = False) -> in
 
 
 def ensure_account(conn: Connection, account: str, registry: str, now: int) -> int:
-    """Create the account, or update its registry (and its tags' refs) when it changed."""
-    row = conn.execute(
-        select(accounts.c.key, accounts.c.registry).where(accounts.c.name == account)
-    ).one_or_none()
+    """Create the account, or update its registry (and its tags' refs) when it changed.
+
+    Several instances register their accounts at once: creating one (max key + 1) is serialised
+    and the account looked up again once that lock is held."""
+    query = select(accounts.c.key, accounts.c.registry).where(accounts.c.name == account)
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        transaction_lock(conn, ACCOUNT_KEYS_LOCK)
+        row = conn.execute(query).one_or_none()
     if row is None:
         key = int(conn.execute(select(func.coalesce(func.max(accounts.c.key), 0))).scalar_one())
         conn.execute(
@@ -118,13 +124,15 @@ def _new_repository(account: str, name: str) -> dict[str, Any]:
 
 
 def ensure_repository(conn: Connection, account: str, name: str) -> None:
+    """Add the repository unless it is there (another instance may be adding it right now)."""
     exists = conn.execute(
         select(repositories.c.name).where(
             repositories.c.account == account, repositories.c.name == name
         )
     ).first()
     if exists is None:
-        conn.execute(insert(repositories).values(_new_repository(account, name)))
+        rows = [_new_repository(account, name)]
+        insert_ignoring_conflicts(conn, repositories, rows, keys=["account", "name"])
 
 
 def _record_removed(conn: Connection, account: str, where: Any, now: int) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from regwatch.errors import StoreError
 from regwatch.store.accounts import _record_removed, clip, ensure_repository, require_account
-from regwatch.store.dialect import account_id_range, upsert
+from regwatch.store.dialect import account_id_range, lock_event_order, prefer_set_joins, upsert
 from regwatch.store.records import RepositoryScan, ScanOutcome, StagedTag, at_ms, to_ms
 from regwatch.store.schema import deliveries, events, repositories, scan_staging, tag_history, tags
 from regwatch.store.sorting import semver_key
@@ -114,9 +114,13 @@ def _staging_row(scan: RepositoryScan, position: int, item: StagedTag) -> dict[s
     }
 
 
-def _same_tag() -> ColumnElement[bool]:
+def _same_tag(scan: RepositoryScan) -> ColumnElement[bool]:
+    """The indexed tag of a staged one. Account and repository are given as constants (rather
+    than `== s.c.account`): the planner then reads only this repository's range of `tags`."""
     return and_(
-        tags.c.account == s.c.account, tags.c.repository == s.c.repository, tags.c.tag == s.c.tag
+        tags.c.account == scan.account,
+        tags.c.repository == scan.repository,
+        tags.c.tag == s.c.tag,
     )
 
 
@@ -126,9 +130,10 @@ def finish_repository_scan(
     """Merge the staged tags into the index (call inside one write transaction)."""
     key = require_account(conn, scan.account, lock=True)
     _check_current(conn, scan)
+    prefer_set_joins(conn)
     mine = s.c.scan_id == scan.scan_id
-    added = _record_history(conn, mine, now, new=True)
-    changed = _record_history(conn, mine, now, new=False)
+    added = _record_history(conn, scan, mine, now, new=True)
+    changed = _record_history(conn, scan, mine, now, new=False)
     event_count = _record_events(conn, scan, mine, now, sinks)
     _update_existing(conn, scan, mine, now)
     in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
@@ -166,7 +171,9 @@ def _check_current(conn: Connection, scan: RepositoryScan) -> None:
         )
 
 
-def _record_history(conn: Connection, mine: ColumnElement[bool], now: int, *, new: bool) -> int:
+def _record_history(
+    conn: Connection, scan: RepositoryScan, mine: ColumnElement[bool], now: int, *, new: bool
+) -> int:
     """History rows for new tags (`new`) or for tags whose digest changed; returns the count."""
     if new:
         source = select(
@@ -177,7 +184,7 @@ def _record_history(conn: Connection, mine: ColumnElement[bool], now: int, *, ne
             s.c.digest,
             literal(None),
             literal(now),
-        ).where(mine, not_(exists().where(_same_tag())))
+        ).where(mine, not_(exists().where(_same_tag(scan))))
     else:
         source = (
             select(
@@ -189,7 +196,7 @@ def _record_history(conn: Connection, mine: ColumnElement[bool], now: int, *, ne
                 tags.c.digest,
                 literal(now),
             )
-            .join(tags, _same_tag())
+            .join(tags, _same_tag(scan))
             .where(
                 mine,
                 s.c.has_metadata,
@@ -230,7 +237,7 @@ def _record_events(
             tags.c.digest,
             literal(now),
         )
-        .select_from(s.outerjoin(tags, _same_tag()))
+        .select_from(s.outerjoin(tags, _same_tag(scan)))
         .where(mine, s.c.event_id.is_not(None))
         .order_by(s.c.position)
     )
@@ -246,6 +253,7 @@ def _record_events(
     ]
     count = _count(conn, source)
     if count:
+        lock_event_order(conn)
         conn.execute(insert(events).from_select([*columns, "created_at"], source))
     for sink in sinks if count else ():
         rows = (
@@ -277,17 +285,21 @@ def _record_events(
 def _update_existing(
     conn: Connection, scan: RepositoryScan, mine: ColumnElement[bool], now: int
 ) -> None:
+    """Tags seen again: only `last_seen`, or also the metadata when the scan fetched it (two
+    disjoint updates: each row is written once, which on PostgreSQL means one new row version
+    and one round of index entries, not two)."""
     in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
     conn.execute(
         update(tags)
-        .where(in_repo, exists().where(mine, s.c.tag == tags.c.tag))
+        .where(in_repo, exists().where(mine, s.c.tag == tags.c.tag, not_(s.c.has_metadata)))
         .values(last_seen=now)
     )
     moved = and_(s.c.digest.is_not(None), tags.c.digest.is_distinct_from(s.c.digest))
     conn.execute(
         update(tags)
-        .where(in_repo, mine, s.c.has_metadata, _same_tag())
+        .where(in_repo, mine, s.c.has_metadata, _same_tag(scan))
         .values(
+            last_seen=now,
             digest=s.c.digest,
             index_digest=s.c.index_digest,
             platform_digests=s.c.platform_digests,
@@ -324,7 +336,7 @@ def _insert_new(
         literal(now),
         s.c.semver_key,
         func.coalesce(s.c.created_ms, 0),
-    ).where(mine, not_(exists().where(_same_tag())))
+    ).where(mine, not_(exists().where(_same_tag(scan))))
     columns = [
         "id", "account", "repository", "tag", "registry", "ref", "digest", "index_digest",
         "platform_digests", "created_ms", "labels", "first_seen", "last_seen", "last_changed",

@@ -12,7 +12,13 @@ from datetime import datetime
 
 from regwatch.store.aio import AsyncStore
 from regwatch.store.engine import make_engines
-from regwatch.store.migrate import check_schema, current_revision, head_revision, upgrade
+from regwatch.store.migrate import (
+    check_schema,
+    current_revision,
+    database_errors,
+    head_revision,
+    upgrade,
+)
 from regwatch.store.records import (
     DIGEST_CHANGED,
     TAG_ADDED,
@@ -48,7 +54,8 @@ def open_store(
     resolved = normalize_store_url(url) if url else resolve_store_url(None)
     engines = make_engines(resolved)
     try:
-        check_schema(engines, resolved, auto_upgrade=auto_upgrade)
+        with database_errors(resolved, "open"):
+            check_schema(engines, resolved, auto_upgrade=auto_upgrade)
     except BaseException:
         engines.dispose()
         raise

@@ -11,10 +11,18 @@ Policy, applied by `check_schema` when the store is opened:
 - a revision this version does not know (written by a newer regwatch) → refuse;
 - tables but no revision, or an empty PostgreSQL database → refuse, with the hint to run
   `regwatch db upgrade` (which creates the schema) or to check the URL.
+
+On PostgreSQL the role in the URL needs to be able to create tables in the database (own it, or
+have CREATE on its `public` schema) and the pg_trgm extension: pg_trgm is a trusted extension
+since PostgreSQL 13, which any role with CREATE on the database may create; on older versions a
+superuser runs `CREATE EXTENSION pg_trgm` once. Database errors while opening or migrating (server
+unreachable, login refused, permission denied) become StoreErrors naming the redacted URL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 from alembic import command
@@ -23,13 +31,48 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 
 from regwatch.errors import SchemaMismatch, StoreError
 from regwatch.store.engine import Engines, make_engines
 from regwatch.store.url import normalize_store_url, redact_store_url
 
 UPGRADE_HINT = "run `regwatch db upgrade` (back up the database first)"
+PRIVILEGE_HINT = (
+    "the store URL's role must own the database (CREATE DATABASE regwatch OWNER <role>) or have "
+    "CREATE on it and its public schema; before PostgreSQL 13 a superuser must also run "
+    "CREATE EXTENSION pg_trgm in it once"
+)
+CONNECT_HINT = "check regwatch.store.url / REGWATCH_STORE_URL and that the database server is up"
+
+
+@contextmanager
+def database_errors(url: str, doing: str) -> Iterator[None]:
+    """Turn a driver error while `doing` something to the store into a StoreError that names
+    the redacted URL and the driver's first line (never the password)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        lines = str(exc.orig).strip().splitlines()
+        detail = lines[0] if lines else type(exc.orig).__name__
+        password = make_url(url).password
+        if password:
+            detail = detail.replace(str(password), "***")
+        raise StoreError(
+            f"cannot {doing} the store {redact_store_url(url)}: {detail}",
+            hint=_hint_for(getattr(exc.orig, "sqlstate", None)),
+        ) from None
+
+
+def _hint_for(sqlstate: str | None) -> str | None:
+    if sqlstate == "42501":  # insufficient_privilege
+        return PRIVILEGE_HINT
+    if sqlstate in ("58P01", "0A000"):  # undefined_file / feature_not_supported: no pg_trgm
+        return "install PostgreSQL's contrib modules (pg_trgm) on the database server"
+    if sqlstate is None or sqlstate[:2] in ("08", "28", "3D"):  # connection, login, no database
+        return CONNECT_HINT
+    return None
 
 
 def alembic_config() -> Config:
@@ -65,8 +108,8 @@ def current_revision(url: str) -> str | None:
     """The revision of the database at `url`, or None when it has none."""
     engines = make_engines(normalize_store_url(url))
     try:
-        with engines.reader.connect() as connection:
-            return revision_of(connection)
+        with database_errors(url, "read the schema revision of"), engines.reader.connect() as conn:
+            return revision_of(conn)
     finally:
         engines.dispose()
 
@@ -75,7 +118,8 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at `url` to `revision` (default: the head)."""
     engines = make_engines(normalize_store_url(url))
     try:
-        upgrade_engines(engines, revision)
+        with database_errors(url, "migrate"):
+            upgrade_engines(engines, revision)
     finally:
         engines.dispose()
 

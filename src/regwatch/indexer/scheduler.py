@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ScanState = Literal["pending", "scanning", "idle", "backoff", "stopped"]
 DEFAULT_JITTER = 0.1
 DEFAULT_MAX_BACKOFF = 900.0
+MAX_FIRST_DELAY = 5.0
 
 
 class ScanFunction(Protocol):
@@ -81,8 +82,9 @@ def next_delay(
 
 
 def first_delay(interval: float, rng: random.Random, *, jitter: float = DEFAULT_JITTER) -> float:
-    """Seconds before an account's first scan: soon, spread over `jitter` of its interval."""
-    return rng.uniform(0.0, interval * jitter)
+    """Seconds before an account's first scan: soon, spread over `jitter` of its interval (at
+    most `MAX_FIRST_DELAY`, so that a new account with a long interval is not left unindexed)."""
+    return rng.uniform(0.0, min(interval * jitter, MAX_FIRST_DELAY))
 
 
 def scan_failed(result: Any) -> bool:

@@ -132,8 +132,17 @@ def start_service(
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGWATCH_")}
     env["REGWATCH_STORE_URL"] = f"sqlite:///{db}"
-    command = [str(REGWATCH), "serve", "--no-scan", "--config", str(config), "--port", str(port),
-               "--cache-seconds", str(cache_seconds)]  # fmt: skip
+    command = [
+        str(REGWATCH),
+        "serve",
+        "--no-scan",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--cache-seconds",
+        str(cache_seconds),
+    ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -198,8 +207,18 @@ def run_wrk(
     script, listing = workdir / "pick.lua", workdir / "paths.txt"
     script.write_text(LUA)
     listing.write_text("\n".join(urls) + "\n")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-               base, "--", str(listing)]  # fmt: skip
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        base,
+        "--",
+        str(listing),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -213,8 +232,13 @@ def run_wrk(
     return Result(name, p50, p99, rps, errors)
 
 
-def measure(args: argparse.Namespace, layout: dict[str, list[str]], refs: list[str],
-            cache_seconds: float, workdir: Path) -> list[Result]:  # fmt: skip
+def measure(
+    args: argparse.Namespace,
+    layout: dict[str, list[str]],
+    refs: list[str],
+    cache_seconds: float,
+    workdir: Path,
+) -> list[Result]:
     db = workdir / "api.db"
     shutil.copyfile(args.db, db)  # the service may write (run bookkeeping): keep the cache clean
     port = free_port()
@@ -244,10 +268,14 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     ensure_db(args.db, ROWS)
     layout, refs = inventory(args.db)
-    print(f"{args.connections} concurrent connections (wrk -t1), one endpoint at a time, "
-          f"{args.seconds} s each after a {args.warmup} s warm-up")  # fmt: skip
-    for label, cache_seconds in (("micro-cache on (1 s, the default)", 1.0),
-                                 ("micro-cache off (--cache-seconds 0)", 0.0)):  # fmt: skip
+    print(
+        f"{args.connections} concurrent connections (wrk -t1), one endpoint at a time, "
+        f"{args.seconds} s each after a {args.warmup} s warm-up"
+    )
+    for label, cache_seconds in (
+        ("micro-cache on (1 s, the default)", 1.0),
+        ("micro-cache off (--cache-seconds 0)", 0.0),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             results = measure(args, layout, refs, cache_seconds, Path(tmp))
         report(label, results)
@@ -256,17 +284,22 @@ def main() -> None:
 def report(label: str, results: list[Result]) -> None:
     floor = results[0]
     print(f"\n{label}")
-    print(f"{'endpoint':38s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'p50/floor':>9s} "
-          f"{'errors':>6s}")  # fmt: skip
+    print(
+        f"{'endpoint':38s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'p50/floor':>9s} "
+        f"{'errors':>6s}"
+    )
     met = True
     for r in results:
         ratio = r.p50_ms / floor.p50_ms
-        print(f"{r.name:38s} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.rps:8.0f} {ratio:8.2f}x "
-              f"{r.errors:6d}")  # fmt: skip
+        print(
+            f"{r.name:38s} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.rps:8.0f} {ratio:8.2f}x {r.errors:6d}"
+        )
         if r is not floor and "~1,000" not in r.name:
             met = met and ratio <= 3.0 and r.p99_ms <= 50.0 and r.errors == 0
-    print(f"targets (each lookup but the ~1,000-image one: p50 <= 3x floor, p99 <= 50 ms): "
-          f"{'met' if met else 'NOT met'}")  # fmt: skip
+    print(
+        f"targets (each lookup but the ~1,000-image one: p50 <= 3x floor, p99 <= 50 ms): "
+        f"{'met' if met else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

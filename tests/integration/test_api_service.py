@@ -67,9 +67,13 @@ class Running:
 async def serving(config: Path, store_url: str) -> AsyncIterator[Running]:
     snapshot = load_snapshot(config, environ={})
     service = Service(
-        snapshot, open_store(store_url), rng=random.Random(3), poll_interval=0.1, environ={},
+        snapshot,
+        open_store(store_url),
+        rng=random.Random(3),
+        poll_interval=0.1,
+        environ={},
         stop_timeout=10,
-    )  # fmt: skip
+    )
     app = create_app(service)
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -138,15 +142,23 @@ async def test_every_endpoint_answers_what_the_registry_holds(
     labels = {"commitId": "c0ffee", "buildNumber": "17", "branch": "main"}
     images = push_images(registry_anonymous, app, ["1.0", "1.1", "latest"], labels=labels)
     images += push_images(registry_anonymous, web, ["2.0"])
-    add_account(config, "local", registry_anonymous.url, repositories=[app, web],
-                inspectDigests=True, cacheIntervalSeconds=300)  # fmt: skip
+    add_account(
+        config,
+        "local",
+        registry_anonymous.url,
+        repositories=[app, web],
+        inspectDigests=True,
+        cacheIntervalSeconds=300,
+    )
     async with serving(config, store_url) as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
-        by_ref = {(i.repository, i.tag): expected_item(registry_anonymous, "local", i)
-                  for i in images}  # fmt: skip
+        by_ref = {
+            (i.repository, i.tag): expected_item(registry_anonymous, "local", i) for i in images
+        }
 
-        status, found = await svc.get("/dockerRegistry/images/find", account="local",
-                                      repository=app)  # fmt: skip
+        status, found = await svc.get(
+            "/dockerRegistry/images/find", account="local", repository=app
+        )
         assert status == 200
         assert found == [by_ref[(app, t)] for t in ("1.0", "1.1", "latest")]
 
@@ -155,8 +167,13 @@ async def test_every_endpoint_answers_what_the_registry_holds(
         _, gate = await svc.get("/images/find", provider="dockerRegistry", q=f"{unique_name}web")
         assert gate == found
 
-        _, detailed = await svc.get("/dockerRegistry/images/find", account="local",
-                                    repository=app, tag="1.1", includeDetails="true")  # fmt: skip
+        _, detailed = await svc.get(
+            "/dockerRegistry/images/find",
+            account="local",
+            repository=app,
+            tag="1.1",
+            includeDetails="true",
+        )
         plain = by_ref[(app, "1.1")]
         item = {key: plain[key] for key in ("repository", "tag", "account", "registry", "digest")}
         item.update(commitId="c0ffee", buildNumber="17", branch="main")
@@ -177,15 +194,25 @@ async def test_every_endpoint_answers_what_the_registry_holds(
         assert (await svc.get("/dockerRegistry/images/find", account="nope"))[1] == []
 
         _, brief = await svc.get("/credentials")
-        assert brief == [{
-            "name": "local", "environment": "local", "accountType": "local",
-            "cloudProvider": "dockerRegistry", "requiredGroupMembership": [], "permissions": {},
-            "accountId": None, "type": "dockerRegistry", "challengeDestructiveActions": False,
-            "primaryAccount": True,
-        }]  # fmt: skip
+        assert brief == [
+            {
+                "name": "local",
+                "environment": "local",
+                "accountType": "local",
+                "cloudProvider": "dockerRegistry",
+                "requiredGroupMembership": [],
+                "permissions": {},
+                "accountId": None,
+                "type": "dockerRegistry",
+                "challengeDestructiveActions": False,
+                "primaryAccount": True,
+            }
+        ]
         _, full = await svc.get("/credentials/local")
-        assert (full["address"], full["registry"]) == (registry_anonymous.url,
-                                                       registry_anonymous.host)  # fmt: skip
+        assert (full["address"], full["registry"]) == (
+            registry_anonymous.url,
+            registry_anonymous.host,
+        )
         assert full["v2Endpoint"] == f"{registry_anonymous.url}/v2"
         assert (await svc.get("/credentials", expand="true"))[1] == [full]
         status, missing = await svc.get("/credentials/nope")
@@ -210,14 +237,22 @@ async def test_bad_parameters_are_400_in_the_one_error_shape(store_url: str, con
             ("/dockerRegistry/images/find", {"count": "many"}, 400, "query parameter 'count'"),
             ("/dockerRegistry/images/find", {"count": "-1"}, 400, "query parameter 'count'"),
             ("/dockerRegistry/images/find", {"includeDetails": "perhaps"}, 400, "includeDetails"),
-            ("/dockerRegistry/images/tags", {"account": "local"}, 400,
-             "query parameter 'repository' is required"),
-            ("/dockerRegistry/images/tags", {"account": "local", "repository": "r",
-                                             "sort": "random"}, 400, "query parameter 'sort'"),
+            (
+                "/dockerRegistry/images/tags",
+                {"account": "local"},
+                400,
+                "query parameter 'repository' is required",
+            ),
+            (
+                "/dockerRegistry/images/tags",
+                {"account": "local", "repository": "r", "sort": "random"},
+                400,
+                "query parameter 'sort'",
+            ),
             ("/images/find", {"provider": "aws"}, 400, "provider 'aws' is not served here"),
             ("/no/such/route", {}, 404, "Not Found"),
             ("/dockerRegistry/accounts/nope/status", {}, 404, "Account does not exist"),
-        ]  # fmt: skip
+        ]
         for path, params, code, message in cases:
             status, body = await svc.get(path, **params)
             assert status == code, (path, params, body)
@@ -238,8 +273,9 @@ async def test_a_requested_scan_picks_up_a_new_tag_at_once(
 ) -> None:
     repo = f"{unique_name}app"
     push_images(registry_anonymous, repo, ["1.0"])
-    add_account(config, "local", registry_anonymous.url, repositories=[repo],
-                cacheIntervalSeconds=3600)  # fmt: skip
+    add_account(
+        config, "local", registry_anonymous.url, repositories=[repo], cacheIntervalSeconds=3600
+    )
     async with serving(config, store_url) as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
         push_images(registry_anonymous, repo, ["1.1"])
@@ -266,12 +302,14 @@ async def test_accounts_added_edited_and_deleted_in_the_file_apply_without_resta
     first, second = f"{unique_name}one", f"{unique_name}two"
     push_images(registry_anonymous, first, ["a"])
     push_images(registry_anonymous, second, ["b"])
-    add_account(config, "one", registry_anonymous.url, repositories=[first],
-                cacheIntervalSeconds=3600)  # fmt: skip
+    add_account(
+        config, "one", registry_anonymous.url, repositories=[first], cacheIntervalSeconds=3600
+    )
     async with serving(config, store_url) as svc:
         await eventually(lambda: _is(svc.state("one"), "ok"))
-        add_account(config, "two", registry_anonymous.url, repositories=[second],
-                    cacheIntervalSeconds=3600)  # fmt: skip
+        add_account(
+            config, "two", registry_anonymous.url, repositories=[second], cacheIntervalSeconds=3600
+        )
 
         async def two_served() -> bool:
             found = await svc.get("/dockerRegistry/images/find", account="two")
@@ -298,8 +336,9 @@ async def test_accounts_added_edited_and_deleted_in_the_file_apply_without_resta
             return (await svc.get("/credentials/two"))[0] == 404
 
         await eventually(two_gone)
-        await eventually(lambda: _is(svc.get("/dockerRegistry/images/find", account="two"),
-                                     (200, [])))  # fmt: skip
+        await eventually(
+            lambda: _is(svc.get("/dockerRegistry/images/find", account="two"), (200, []))
+        )
         assert "two" not in await svc.service.store.call(Store.accounts)  # its data is deleted
         assert "two" not in (await svc.health())["accounts"]
 
@@ -357,14 +396,21 @@ async def test_tags_newest_first_for_sort_tags_by_date_and_metrics_after_scans(
     base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
     for tag, days in (("2-mid", 1), ("3-new", 2), ("1-old", 0)):
         push_images(registry_anonymous, repo, [tag], created=base + dt.timedelta(days=days))
-    add_account(config, "dated", registry_anonymous.url, repositories=[repo],
-                sortTagsByDate=True, cacheIntervalSeconds=3600)  # fmt: skip
+    add_account(
+        config,
+        "dated",
+        registry_anonymous.url,
+        repositories=[repo],
+        sortTagsByDate=True,
+        cacheIntervalSeconds=3600,
+    )
     async with serving(config, store_url) as svc:
         await eventually(lambda: _is(svc.state("dated"), "ok"))
         tags = (await svc.get("/dockerRegistry/images/tags", account="dated", repository=repo))[1]
         assert tags == ["3-new", "2-mid", "1-old"]
-        lexical = await svc.get("/dockerRegistry/images/tags", account="dated", repository=repo,
-                                sort="lexical")  # fmt: skip
+        lexical = await svc.get(
+            "/dockerRegistry/images/tags", account="dated", repository=repo, sort="lexical"
+        )
         assert lexical[1] == ["1-old", "2-mid", "3-new"]
         metrics = (await svc.get("/metrics"))[1]
         for line in (

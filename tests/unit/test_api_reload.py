@@ -64,8 +64,12 @@ def test_a_disabled_provider_is_still_indexed_and_says_so() -> None:
 
 def test_an_invalid_entry_is_reported_and_keeps_its_last_good_version() -> None:
     good = snap(config_text(LOCAL, HUB))
-    broken = snap(config_text("{name: local, address: 'http://127.0.0.1:5000', "
-                              "cacheIntervalSeconds: never}", HUB), good)  # fmt: skip
+    broken = snap(
+        config_text(
+            "{name: local, address: 'http://127.0.0.1:5000', cacheIntervalSeconds: never}", HUB
+        ),
+        good,
+    )
     assert broken.accounts.accounts["local"] == good.accounts.accounts["local"]
     assert "cacheIntervalSeconds" in broken.accounts.errors["local"]
     new_and_broken = snap(config_text(HUB, "{name: fresh, cacheThreads: 2}"), good)
@@ -81,9 +85,13 @@ def test_a_second_definition_of_a_name_is_reported_and_ignored() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["currentDeployment: [unclosed", "- just\n- a list\n", "regwatch: {listen: {port: -1}}\n",
-     "deploymentConfigurations: {name: default}\n"],
-)  # fmt: skip
+    [
+        "currentDeployment: [unclosed",
+        "- just\n- a list\n",
+        "regwatch: {listen: {port: -1}}\n",
+        "deploymentConfigurations: {name: default}\n",
+    ],
+)
 def test_a_broken_file_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
         snap(text)
@@ -118,9 +126,12 @@ async def test_the_watcher_applies_each_change_and_keeps_the_last_good_on_errors
     write(path, config_text(LOCAL), bump=0)
     recorder = Recorder()
     watcher = ConfigWatcher(
-        path, load_snapshot(path, environ={}), recorder.apply, environ={},
+        path,
+        load_snapshot(path, environ={}),
+        recorder.apply,
+        environ={},
         on_error=lambda exc: recorder.errors.append(str(exc)),
-    )  # fmt: skip
+    )
     assert await watcher.check() is False  # nothing changed
     write(path, config_text(LOCAL, HUB), bump=1)
     assert await watcher.check() is True

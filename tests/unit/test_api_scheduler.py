@@ -113,9 +113,13 @@ class FakeScans:
 
 def account(name: str, interval: int = 30, **fields: Any) -> DockerRegistryAccount:
     return DockerRegistryAccount.model_validate(
-        {"name": name, "address": "http://127.0.0.1:5000", "cacheIntervalSeconds": interval,
-         **fields}
-    )  # fmt: skip
+        {
+            "name": name,
+            "address": "http://127.0.0.1:5000",
+            "cacheIntervalSeconds": interval,
+            **fields,
+        }
+    )
 
 
 def gaps(times: list[float]) -> list[float]:

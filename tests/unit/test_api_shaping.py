@@ -25,9 +25,17 @@ from regwatch.config.model import DockerRegistryAccount
 from regwatch.models import TagRecord
 
 BRIEF_FIELDS = [
-    "name", "environment", "accountType", "cloudProvider", "requiredGroupMembership",
-    "permissions", "accountId", "type", "challengeDestructiveActions", "primaryAccount",
-]  # fmt: skip
+    "name",
+    "environment",
+    "accountType",
+    "cloudProvider",
+    "requiredGroupMembership",
+    "permissions",
+    "accountId",
+    "type",
+    "challengeDestructiveActions",
+    "primaryAccount",
+]
 
 
 def record(**fields: Any) -> TagRecord:
@@ -64,17 +72,29 @@ def test_an_image_is_clouddrivers_item_field_for_field() -> None:
         },
     }
     assert list(image_item(record())) == [
-        "repository", "tag", "account", "registry", "digest", "artifact"
-    ]  # fmt: skip
+        "repository",
+        "tag",
+        "account",
+        "registry",
+        "digest",
+        "artifact",
+    ]
 
 
 def test_include_details_adds_the_build_labels_and_the_labels() -> None:
     labels = {"commitId": "abc123", "buildNumber": "42", "other": "x"}
     item = image_item(record(labels=labels), include_details=True)
     assert list(item) == [
-        "repository", "tag", "account", "registry", "digest", "commitId", "buildNumber",
-        "branch", "artifact",
-    ]  # fmt: skip
+        "repository",
+        "tag",
+        "account",
+        "registry",
+        "digest",
+        "commitId",
+        "buildNumber",
+        "branch",
+        "artifact",
+    ]
     assert (item["commitId"], item["buildNumber"], item["branch"]) == ("abc123", "42", None)
     assert item["artifact"]["metadata"]["labels"] == labels
 
@@ -83,8 +103,9 @@ def test_an_image_without_a_digest_says_null() -> None:
     assert json.loads(json_bytes(image_item(record(digest=None))))["digest"] is None
 
 
-names = st.from_regex(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*){0,2}",
-                      fullmatch=True)  # fmt: skip
+names = st.from_regex(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*){0,2}", fullmatch=True
+)
 tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}", fullmatch=True)
 registries = st.from_regex(r"[a-z0-9.-]{1,20}(?::[0-9]{1,5})?", fullmatch=True)
 label_maps = st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=20), max_size=4)
@@ -126,9 +147,14 @@ def test_brief_credentials_are_clouddrivers_list_entry() -> None:
 
 def test_expanded_credentials_carry_the_settings() -> None:
     acct = account(
-        environment="prod", accountType="hub", email="ops@example.com", trackDigests=True,
-        cacheIntervalSeconds=45, skip=["library/old"], repositoriesRegex="library/.*",
-    )  # fmt: skip
+        environment="prod",
+        accountType="hub",
+        email="ops@example.com",
+        trackDigests=True,
+        cacheIntervalSeconds=45,
+        skip=["library/old"],
+        repositoriesRegex="library/.*",
+    )
     view = credentials_expanded(acct, primary=False)
     CredentialsExpanded.model_validate(view)
     assert {k: view[k] for k in BRIEF_FIELDS} | {"environment": "prod"} == {
@@ -155,8 +181,10 @@ def test_expanded_credentials_carry_the_settings() -> None:
     }
     assert {k: view[k] for k in expected} == expected
     assert (view["environment"], view["accountType"], view["primaryAccount"]) == (
-        "prod", "hub", False
-    )  # fmt: skip
+        "prod",
+        "hub",
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,8 +210,9 @@ def test_credentials_never_show_a_secret_or_where_it_comes_from(
 
 def test_required_group_membership_means_read_and_write() -> None:
     assert permissions(account(requiredGroupMembership=["ops"])) == {
-        "READ": ["ops"], "WRITE": ["ops"]
-    }  # fmt: skip
+        "READ": ["ops"],
+        "WRITE": ["ops"],
+    }
     explicit = account(requiredGroupMembership=["ops"], permissions={"READ": ["devs"]})
     assert permissions(explicit) == {"READ": ["devs"], "WRITE": []}
     assert permissions(account()) == {}
@@ -191,9 +220,17 @@ def test_required_group_membership_means_read_and_write() -> None:
 
 @pytest.mark.parametrize(
     ("q", "expected"),
-    [(None, None), ("", None), ("*", None), ("**", None), ("  ", None), ("*nginx*", "nginx"),
-     ("library/nginx:1", "library/nginx:1"), (" nginx ", "nginx")],
-)  # fmt: skip
+    [
+        (None, None),
+        ("", None),
+        ("*", None),
+        ("**", None),
+        ("  ", None),
+        ("*nginx*", "nginx"),
+        ("library/nginx:1", "library/nginx:1"),
+        (" nginx ", "nginx"),
+    ],
+)
 def test_q_is_a_substring_and_globs_at_its_ends_add_nothing(
     q: str | None, expected: str | None
 ) -> None:
@@ -219,10 +256,13 @@ def test_error_body_is_one_shape() -> None:
 
 def test_validation_errors_name_each_parameter() -> None:
     errors = [
-        {"loc": ("query", "count"), "type": "int_parsing",
-         "msg": "Input should be a valid integer, unable to parse string as an integer"},
+        {
+            "loc": ("query", "count"),
+            "type": "int_parsing",
+            "msg": "Input should be a valid integer, unable to parse string as an integer",
+        },
         {"loc": ("query", "repository"), "type": "missing", "msg": "Field required"},
-    ]  # fmt: skip
+    ]
     assert describe_validation(errors) == (
         "query parameter 'count': input should be a valid integer, unable to parse string as "
         "an integer; query parameter 'repository' is required"

@@ -39,24 +39,45 @@ def test_account_state_follows_the_last_scan() -> None:
 
 def run(status: str, finished: datetime | None, **fields: Any) -> ScanRun:
     values: dict[str, Any] = {
-        "id": 7, "account": "a", "started_at": T0, "finished_at": finished, "status": status,
-        "requests": 12, "repositories_ok": 3, "repositories_failed": 1,
-        "errors": ({"repository": "team/x", "error": "boom"},), "holder": "serve:h:1",
-    }  # fmt: skip
+        "id": 7,
+        "account": "a",
+        "started_at": T0,
+        "finished_at": finished,
+        "status": status,
+        "requests": 12,
+        "repositories_ok": 3,
+        "repositories_failed": 1,
+        "errors": ({"repository": "team/x", "error": "boom"},),
+        "holder": "serve:h:1",
+    }
     values.update(fields)
     return ScanRun(**values)
 
 
 def status(last: ScanRun | None, finished: ScanRun | None) -> AccountStatus:
     stale = RepositoryState(
-        account="a", name="team/x", status="stale", tag_count=4, last_ok_at=T0,
-        last_scan_at=T0, last_error="boom", last_error_at=T0, changed_at=None,
-    )  # fmt: skip
+        account="a",
+        name="team/x",
+        status="stale",
+        tag_count=4,
+        last_ok_at=T0,
+        last_scan_at=T0,
+        last_error="boom",
+        last_error_at=T0,
+        changed_at=None,
+    )
     return AccountStatus(
-        account="a", registry="127.0.0.1:1", repositories=4, tags=40, catalog_ok_at=T0,
-        catalog_error=None, catalog_error_at=None, last_run=last, last_finished_run=finished,
+        account="a",
+        registry="127.0.0.1:1",
+        repositories=4,
+        tags=40,
+        catalog_ok_at=T0,
+        catalog_error=None,
+        catalog_error_at=None,
+        last_run=last,
+        last_finished_run=finished,
         stale=(stale,),
-    )  # fmt: skip
+    )
 
 
 def test_last_success_prefers_this_process_then_the_stores_last_good_run() -> None:
@@ -80,15 +101,25 @@ def test_account_status_view() -> None:
     assert view["lastRun"]["status"] == "running"
     assert view["lastRun"]["finishedAt"] is None
     assert view["lastFinishedRun"] == {
-        "runId": 7, "status": "partial", "startedAt": "2026-01-02T03:04:05Z",
-        "finishedAt": "2026-01-02T03:04:05Z", "requests": 12, "repositoriesOk": 3,
-        "repositoriesFailed": 1, "errors": [{"repository": "team/x", "error": "boom"}],
+        "runId": 7,
+        "status": "partial",
+        "startedAt": "2026-01-02T03:04:05Z",
+        "finishedAt": "2026-01-02T03:04:05Z",
+        "requests": 12,
+        "repositoriesOk": 3,
+        "repositoriesFailed": 1,
+        "errors": [{"repository": "team/x", "error": "boom"}],
         "instance": "serve:h:1",
-    }  # fmt: skip
+    }
     assert view["staleRepositories"] == [
-        {"repository": "team/x", "error": "boom", "errorAt": "2026-01-02T03:04:05Z",
-         "lastOkAt": "2026-01-02T03:04:05Z", "tags": 4},
-    ]  # fmt: skip
+        {
+            "repository": "team/x",
+            "error": "boom",
+            "errorAt": "2026-01-02T03:04:05Z",
+            "lastOkAt": "2026-01-02T03:04:05Z",
+            "tags": 4,
+        },
+    ]
     assert view["rateLimit"] == budget
     assert view["catalog"]["okAt"] == "2026-01-02T03:04:05Z"
 

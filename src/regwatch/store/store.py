@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from regwatch.errors import StoreError
 from regwatch.models import ImageConfig, ManifestInfo, TagRecord
 from regwatch.store import accounts as acc
-from regwatch.store import cache, outbox, queries, scans
+from regwatch.store import cache, deliveries, outbox, push, queries, scans
 from regwatch.store.engine import Engines
 from regwatch.store.records import (
     AccountStatus,
@@ -34,6 +34,7 @@ from regwatch.store.records import (
     StagedTag,
     StoredEvent,
     TagOrder,
+    from_ms,
     to_ms,
     utc_now,
 )
@@ -323,3 +324,93 @@ class Store:
     def lease_holder(self, name: str) -> str | None:
         with self._read() as conn:
             return outbox.lease_holder(conn, name, self._now())
+
+    # --- push notifications, outbox administration (store/push.py, store/deliveries.py) --------
+    @writes
+    def record_push(
+        self,
+        account: str,
+        registry: str,
+        repository: str,
+        image: StagedTag,
+        *,
+        track_digests: bool,
+        sinks: Sequence[str] = (),
+    ) -> push.PushOutcome:
+        """One verified pushed tag: index change and event in one transaction (see push.py)."""
+        with self._write() as conn:
+            return push.record_push(
+                conn,
+                account=account,
+                registry=registry,
+                repository=repository,
+                image=image,
+                track_digests=track_digests,
+                sinks=sinks,
+                now=self._now(),
+            )
+
+    @writes
+    def claim_next_deliveries(
+        self, holder: str, *, lease: timedelta, limit: int = 10
+    ) -> list[Delivery]:
+        """`claim_deliveries` for every sink, with a query that stays linear on PostgreSQL."""
+        with self._write() as conn:
+            return deliveries.claim_heads(
+                conn,
+                holder=holder,
+                now=self._now(),
+                lease_ms=int(lease.total_seconds() * 1000),
+                limit=limit,
+            )
+
+    @writes
+    def skip_delivery(self, delivery_id: int, holder: str, reason: str) -> bool:
+        with self._write() as conn:
+            return deliveries.skip_delivery(conn, delivery_id, holder, reason, self._now())
+
+    @writes
+    def defer_delivery(self, delivery_id: int, holder: str, until: datetime, note: str) -> bool:
+        with self._write() as conn:
+            return deliveries.defer_delivery(conn, delivery_id, holder, to_ms(until), note)
+
+    @writes
+    def redeliver(self, event_seq: int, sinks: Sequence[str]) -> int:
+        with self._write() as conn:
+            return deliveries.redeliver(conn, event_seq, sinks, self._now())
+
+    def next_delivery_due(self) -> datetime | None:
+        with self._read() as conn:
+            due = deliveries.next_due(conn)
+        return None if due is None else from_ms(due)
+
+    def delivered_since(self, sink: str, account: str, since: datetime) -> int:
+        with self._read() as conn:
+            return deliveries.delivered_since(conn, sink, account, to_ms(since))
+
+    def recent_events(
+        self,
+        *,
+        account: str | None = None,
+        repository: str | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[deliveries.EventView]:
+        with self._read() as conn:
+            return deliveries.recent_events(
+                conn,
+                self._now(),
+                account=account,
+                repository=repository,
+                before_seq=before_seq,
+                limit=limit,
+            )
+
+    def find_event(self, ref: str) -> deliveries.EventView | None:
+        """An event (with its deliveries) by id, or by sequence number."""
+        with self._read() as conn:
+            return deliveries.find_event(conn, ref, self._now())
+
+    def outbox_counts(self) -> deliveries.OutboxCounts:
+        with self._read() as conn:
+            return deliveries.outbox_counts(conn)

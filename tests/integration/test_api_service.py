@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import uvicorn
 
-from harness import PushedImage, RegistryHandle
+from harness import PushedImage, RegistryHandle, fault_rules
 from regwatch.api import create_app
 from regwatch.cli.serve_cmd import listen_socket
 from regwatch.config.halconfig import edit_config
@@ -423,3 +423,68 @@ async def test_tags_newest_first_for_sort_tags_by_date_and_metrics_after_scans(
             "regwatch_scan_duration_seconds_count",
         ):
             assert line in metrics, line
+
+
+async def test_a_slow_registry_never_blocks_the_api(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., Any],
+    push_images: Callable[..., list[PushedImage]],
+    store_url: str,
+    config: Path,
+) -> None:
+    handle = registry_factory("anonymous")
+    push_images(handle, "team/app", ["1.0"])
+    proxy = fault_proxy_factory(handle)
+    proxy.add(fault_rules.slow_headers(5.0, path=r"^/v2/.+/tags/list$", times=None))
+    add_account(config, "slow", proxy.url, cacheIntervalSeconds=3600)
+    async with serving(config, store_url) as svc:
+
+        async def scanning() -> bool:
+            return bool((await svc.health())["accounts"]["slow"]["scanning"])
+
+        await eventually(scanning)
+        loop = asyncio.get_running_loop()
+        for path, params in (
+            ("/health", {}),
+            ("/dockerRegistry/images/find", {"q": "team"}),
+            ("/dockerRegistry/images/tags", {"account": "slow", "repository": "team/app"}),
+            ("/credentials", {}),
+            ("/dockerRegistry/accounts/slow/status", {}),
+        ):
+            started = loop.time()
+            status, _ = await svc.get(path, **params)
+            assert status == 200
+            assert loop.time() - started < 0.5, path  # while tags/list hangs for 5 s
+        assert await scanning()
+
+
+async def test_openapi_documents_every_route(store_url: str, config: Path) -> None:
+    add_account(config, "local", "http://127.0.0.1:9", cacheIntervalSeconds=3600)
+    async with serving(config, store_url) as svc:
+        status, spec = await svc.get("/openapi.json")
+        assert status == 200
+        for path in (
+            "/credentials",
+            "/credentials/{account}",
+            "/dockerRegistry/images/find",
+            "/dockerRegistry/images/tags",
+            "/images/find",
+            "/images/tags",
+            "/health",
+            "/metrics",
+            "/dockerRegistry/accounts/{account}/status",
+            "/dockerRegistry/accounts/{account}/scan",
+        ):
+            assert path in spec["paths"], path
+        find = spec["paths"]["/dockerRegistry/images/find"]["get"]
+        assert {p["name"] for p in find["parameters"]} >= {
+            "q",
+            "account",
+            "repository",
+            "tag",
+            "count",
+            "includeDetails",
+        }
+        async with svc.session.get(svc.base + "/docs") as resp:
+            assert resp.status == 200
+            assert "swagger" in (await resp.text()).lower()

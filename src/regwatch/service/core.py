@@ -238,7 +238,7 @@ class Service:
                 )
 
     def _log_accounts(self) -> None:
-        if not self.accounts.enabled:
+        if not self.accounts.enabled and self.accounts.accounts:
             log.warning(
                 "the docker-registry provider is disabled in %s; indexing its accounts anyway "
                 "(enable it with `regwatch config provider docker-registry enable`)",

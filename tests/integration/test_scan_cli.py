@@ -186,3 +186,35 @@ def test_db_status_and_upgrade(tmp_path: Path, empty_store_url: str) -> None:
     assert status["upToDate"] is True
     assert status["current"] == status["head"]
     assert run("db", "upgrade", "--config", config).stdout.startswith("store ")
+
+
+def test_the_terminal_progress_bar_shows_repositories_tags_requests_and_errors() -> None:
+    from datetime import UTC, datetime
+    from io import StringIO
+
+    from rich.console import Console
+
+    from regwatch.cli.scan_cmd import BarProgress, _bar
+    from regwatch.indexer import RepositoryResult, ScanRun
+
+    out = StringIO()
+    terminal = Console(file=out, force_terminal=True, width=160, color_system=None)
+    with _bar(terminal) as bar:
+        progress = BarProgress(bar, ["hub"])
+        progress.account_started("hub", 3)
+        progress.repository_done("hub", RepositoryResult("a/x", ok=True, tags=40), 41)
+        progress.repository_done("hub", RepositoryResult("a/y", ok=False, error="boom"), 43)
+        progress.account_error("hub", "listing repositories failed")
+        now = datetime.now(UTC)
+        progress.account_finished(ScanRun(
+            run_id=1, account="hub", registry="r", started_at=now, finished_at=now,
+            status="partial", requests=44, retries=0, rate_limited=0, token_fetches=0,
+            repositories=3, repositories_ok=2, repositories_failed=1, tags=42, tags_added=0,
+            tags_changed=0, tags_removed=0, events=0, tag_errors=0,
+        ))  # fmt: skip
+        task = bar.tasks[0]
+        assert (task.completed, task.total) == (3, 3)
+        assert task.fields == {"tags": 40, "requests": 44, "errors": 2}
+    rendered = out.getvalue()
+    assert "warning hub: listing repositories failed" in rendered
+    assert "3/3" in rendered

@@ -1,5 +1,5 @@
 """A `regwatch scan` killed with SIGKILL mid-way leaves a consistent store, and the next scan
-completes it (and closes the dead run)."""
+completes it (and closes the dead run); Ctrl-C stops it gracefully at repository boundaries."""
 
 from __future__ import annotations
 
@@ -140,4 +140,45 @@ def test_sigkill_mid_scan_leaves_a_consistent_store_that_the_next_scan_completes
     status_of_killed, errors = run_record(store, killed_run.id)
     assert status_of_killed == "failed"  # closed by the next `regwatch scan` on this host
     assert "abandoned" in str(errors[0]["error"])
+    store.close()
+
+
+def test_ctrl_c_stops_after_the_repositories_in_progress(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    handle = registry_factory()
+    pushed = populate(handle, 12, 3, prefix="int/")
+    expected: dict[str, dict[str, str]] = {}
+    for image in pushed:
+        expected.setdefault(image.repository, {})[image.tag] = image.digest
+    proxy = fault_proxy_factory(handle)
+    proxy.add(fault_rules.slow_headers(0.2, path=r"/tags/list$", times=None))
+    config = write_config(tmp_path / "config", proxy.url, store_url)
+    store = open_store(store_url)
+
+    process = subprocess.Popen(
+        regwatch("scan", "--json", "--config", str(config)),
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_merged_repositories(store, 2, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "Stopping after the repositories in progress" in stderr
+    [record] = json.loads(stdout)
+    assert record["stopped"] is True
+    assert record["status"] == "partial"
+    assert 2 <= record["repositoriesOk"] < 12
+    assert assert_consistent(store, expected) == record["repositoriesOk"]
+    status = store.account_status(ACCOUNT)
+    assert status is not None
+    assert status.last_run is not None
+    assert status.last_run.status == "partial"  # recorded, not left "running"
     store.close()

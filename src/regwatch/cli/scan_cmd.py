@@ -47,7 +47,8 @@ class LogProgress(ScanProgress):
     """Plain lines on stderr: start and end of each account, and every failure."""
 
     def account_started(self, account: str, repositories: int) -> None:
-        click.echo(f"{account}: scanning {repositories} repositories", err=True)
+        noun = "repository" if repositories == 1 else "repositories"
+        click.echo(f"{account}: scanning {repositories} {noun}", err=True)
 
     def account_error(self, account: str, error: str) -> None:
         click.echo(f"{account}: warning: {error}", err=True)

@@ -232,3 +232,26 @@ async def test_cache_threads_bounds_the_requests_in_flight(
 
     assert slow.seconds >= 6 * 0.2
     assert fast.seconds < slow.seconds / 2
+
+
+async def test_scans_work_with_every_auth_mode_and_tls(
+    registry_any: RegistryHandle, unique_name: str, astore: AsyncStore
+) -> None:
+    repo = f"{unique_name}auth"
+    async with ImagePusher(registry_any) as pusher:
+        pushed = await pusher.push(repo, "1.0", labels={"mode": registry_any.name})
+    fields: dict[str, object] = {"repositories": [repo], **ALL_FLAGS}
+    if registry_any.username:
+        fields |= {"username": registry_any.username, "password": registry_any.password}
+    if registry_any.ca_cert:
+        fields["caCert"] = registry_any.ca_cert
+    account = make_account(registry_any.url, **fields)
+
+    run = await scan(account, astore)
+
+    assert run.status == "ok", run.to_dict()
+    image = astore.store.get_image(ACCOUNT, repo, "1.0")
+    assert image is not None
+    assert (image.digest, image.labels) == (pushed.digest, {"mode": registry_any.name})
+    if registry_any.mode == "token":
+        assert run.token_fetches >= 1

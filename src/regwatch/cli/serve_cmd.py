@@ -16,12 +16,16 @@ import signal
 import socket
 from collections.abc import Generator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import uvicorn
 
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.store.url import redact_store_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("regwatch.serve")
 
@@ -116,7 +120,11 @@ def serve(
         logging.getLogger("regwatch").setLevel(logging.INFO)
     service = Service.open(config_path, scanning=not no_scan)
     listen = service.settings.listen
-    sock = listen_socket(host or listen.host, listen.port if port is None else port)
+    try:
+        sock = listen_socket(host or listen.host, listen.port if port is None else port)
+    except ConfigError:
+        service.store.store.close()
+        raise
     bound_host, bound_port = sock.getsockname()[:2]
     click.echo(
         f"regwatch serving on http://{_url_host(bound_host)}:{bound_port} "
@@ -124,12 +132,13 @@ def serve(
         f"{len(service.accounts.accounts)} account(s))",
         err=True,
     )
+    _run(create_app(service, cache_seconds=cache_seconds), sock, access_log)
+
+
+def _run(app: FastAPI, sock: socket.socket, access_log: bool) -> None:
+    """Serve `app` on `sock` until SIGTERM/Ctrl-C; the lifespan starts and stops the service."""
     config = uvicorn.Config(
-        create_app(service, cache_seconds=cache_seconds),
-        log_config=None,
-        access_log=access_log,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+        app, log_config=None, access_log=access_log, lifespan="on", timeout_graceful_shutdown=10
     )
     logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
     server = _Server(config)

@@ -34,13 +34,16 @@ DESCRIPTION = (
 def routers() -> list[APIRouter]:
     """Every router the app serves."""
     from regwatch.api import credentials, images, ops
+    from regwatch.events import routes as events_routes
 
-    return [images.router, credentials.router, ops.router]
+    return [images.router, credentials.router, ops.router, events_routes.router]
 
 
 def extensions() -> list[Callable[[Service], None]]:
     """Installers of packages that run workers inside the service."""
-    return []
+    from regwatch.events.service import install as install_events
+
+    return [install_events]
 
 
 def create_app(service: Service, *, cache_seconds: float = DEFAULT_TTL) -> FastAPI:

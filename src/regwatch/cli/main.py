@@ -52,6 +52,11 @@ def _register_subcommands() -> None:
 
     cli.add_command(serve_cmd.serve)
 
+    from regwatch.cli import events_cmd, trigger_cmd
+
+    cli.add_command(events_cmd.events)
+    cli.add_command(trigger_cmd.trigger)
+
 
 _register_subcommands()
 

@@ -283,6 +283,15 @@ class Service:
     def _scan_finished(self, entry: AccountSchedule, run: Any, seconds: float) -> None:
         self.metrics.scan_finished(entry.name, run, seconds)
         self._account_gauges(entry)
+        changed = run.tags_added or run.tags_changed or run.tags_removed
+        level = logging.INFO if changed or run.status != "ok" else logging.DEBUG
+        log.log(
+            level,
+            "account %s: %s in %.1f s, %d/%d repositories, tags +%d ~%d -%d, %d requests%s",
+            entry.name, run.status, seconds, run.repositories_ok, run.repositories,
+            run.tags_added, run.tags_changed, run.tags_removed, run.requests,
+            f" ({run.account_error})" if run.account_error else "",
+        )  # fmt: skip
 
     def _scan_crashed(self, entry: AccountSchedule, exc: BaseException, seconds: float) -> None:
         self.metrics.scan_crashed(entry.name, seconds)

@@ -157,7 +157,7 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown, then SIGKILL) and remove the cluster's files."""
+        """Stop the server (immediate shutdown, then SIGKILL) and remove the cluster's files."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGQUIT)  # immediate shutdown: nothing here must survive

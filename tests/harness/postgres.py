@@ -58,6 +58,9 @@ SERVER_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "300",
     "shared_buffers": "128MB",
+    # shared memory segments as files in the data directory (removed with it even after a
+    # SIGKILL), not /dev/shm/PostgreSQL.* files that only a clean stop removes
+    "dynamic_shared_memory_type": "mmap",
     "log_min_messages": "warning",
     "log_min_error_statement": "panic",  # tests provoke errors on purpose; keep the log short
 }

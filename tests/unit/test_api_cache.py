@@ -1,8 +1,12 @@
-"""The repository micro-cache (regwatch.api.cache): TTL, LRU within a byte budget, off at 0."""
+"""The response cache (regwatch.api.cache): TTL, LRU within a byte budget, off at 0, invalidated
+by the store writes of this process (per account generation)."""
 
 from __future__ import annotations
 
-from regwatch.api.cache import ResponseCache
+from pathlib import Path
+
+from regwatch.api.cache import IndexWrites, ResponseCache, observe_writes, written_account
+from regwatch.store import AsyncStore, Store, open_store
 
 
 class Clock:
@@ -47,3 +51,59 @@ def test_ttl_zero_turns_it_off() -> None:
     cache.put("k", b"[]")
     assert cache.get("k") is None
     assert len(cache) == 0
+
+
+def test_a_write_to_the_account_invalidates_its_entries_only() -> None:
+    cache = ResponseCache(60.0, clock=Clock())
+    cache.put("a1", b"[1]", account="a")
+    cache.put("b1", b"[2]", account="b")
+    cache.invalidate("a")
+    assert cache.get("a1") is None
+    assert cache.get("b1") == b"[2]"
+    cache.invalidate()  # any account may have changed
+    assert cache.get("b1") is None
+
+
+def test_an_answer_read_before_a_write_is_not_kept() -> None:
+    cache = ResponseCache(60.0, clock=Clock())
+    generation = cache.generation("a")  # read before the store is
+    cache.invalidate("a")  # a scan commits while the answer is being built
+    cache.put("k", b"[old]", account="a", generation=generation)
+    assert cache.get("k") is None
+    cache.put("k", b"[new]", account="a", generation=cache.generation("a"))
+    assert cache.get("k") == b"[new]"
+
+
+def test_written_account_of_store_calls() -> None:
+    class Scan:
+        account = "c"
+
+    assert written_account(("a", "registry"), {}) == "a"
+    assert written_account((), {"account": "b"}) == "b"
+    assert written_account((Scan(),), {}) == "c"
+    assert written_account((42,), {}) is None
+
+
+async def test_writes_through_the_service_store_invalidate(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    astore = AsyncStore(store)
+    cache = ResponseCache(60.0)
+    observe_writes(astore, IndexWrites(cache))
+    try:
+        await astore.call(Store.ensure_account, "a", "registry.example")
+        cache.put("tags", b"[]", account="a")
+        cache.put("other", b"[]", account="b")
+        assert await astore.call(Store.accounts) == ["a"]  # reads leave the cache alone
+        assert cache.get("tags") == b"[]"
+        await astore.call(Store.replace_repositories, "a", ["r"])
+        assert cache.get("tags") is None
+        assert cache.get("other") == b"[]"
+        run = await astore.call(Store.start_run, "a")  # scan bookkeeping: no lookup changes
+        cache.put("tags", b"[]", account="a")
+        await astore.call(Store.finish_run, run, requests=1, repositories_ok=1,
+                          repositories_failed=0, status="ok", errors=[])  # fmt: skip
+        assert cache.get("tags") == b"[]"
+        await astore.call(Store.delete_account, "a")
+        assert cache.get("tags") is None
+    finally:
+        await astore.aclose()

@@ -20,7 +20,7 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regwatch import __version__
-from regwatch.api.cache import DEFAULT_TTL, ResponseCache
+from regwatch.api.cache import DEFAULT_TTL, IndexWrites, ResponseCache, observe_writes
 from regwatch.api.errors import install_error_handlers
 from regwatch.service import Service
 
@@ -49,8 +49,9 @@ def extensions() -> list[Callable[[Service], None]]:
 def create_app(service: Service, *, cache_seconds: float = DEFAULT_TTL) -> FastAPI:
     """The application for `service`: runs every extension's installer, includes every router.
 
-    `cache_seconds`: how long repository-scoped lookups are answered from the micro-cache
-    (`api/cache.py`; 0 turns it off)."""
+    `cache_seconds`: how far repository-scoped lookups answered from the response cache may lag
+    behind writes by other processes (this process's own writes invalidate it at once; see
+    `api/cache.py`; 0 turns it off)."""
     for install in extensions():
         install(service)
 
@@ -73,7 +74,8 @@ def create_app(service: Service, *, cache_seconds: float = DEFAULT_TTL) -> FastA
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.cache = ResponseCache(cache_seconds)
+    app.state.cache = cache = ResponseCache(cache_seconds)
+    observe_writes(service.store, IndexWrites(cache))
     install_error_handlers(app)
     for router in routers():
         app.include_router(router)

@@ -14,7 +14,7 @@ and `CredentialsController`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from regwatch.config.model import DockerRegistryAccount
@@ -62,6 +62,37 @@ def image_item(record: TagRecord, include_details: bool = False) -> dict[str, An
 
 def image_items(records: list[TagRecord], include_details: bool = False) -> list[dict[str, Any]]:
     return [image_item(record, include_details) for record in records]
+
+
+def row_items(
+    rows: Iterable[tuple[Any, ...]], include_details: bool = False
+) -> list[dict[str, Any]]:
+    """`image_item` of each `find_image_rows` row: `(account, registry, repository, tag,
+    digest)`, plus `labels` last with `include_details`. Same JSON, without the TagRecords."""
+    items = []
+    for row in rows:
+        account, registry, repository, tag, digest = row[:5]
+        item: dict[str, Any] = {
+            "repository": repository,
+            "tag": tag,
+            "account": account,
+            "registry": registry,
+            "digest": digest,
+        }
+        labels: Mapping[str, str] = {}
+        if include_details:
+            labels = row[5] or {}
+            for key in DETAIL_LABELS:
+                item[key] = labels.get(key)
+        item["artifact"] = {
+            "name": repository,
+            "type": ARTIFACT_TYPE,
+            "version": tag,
+            "reference": f"{registry}/{repository}:{tag}",
+            "metadata": {"registry": registry, "labels": dict(labels)},
+        }
+        items.append(item)
+    return items
 
 
 def normalize_query(q: str | None) -> str | None:

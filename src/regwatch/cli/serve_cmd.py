@@ -98,9 +98,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
 @click.option(
     "--cache-seconds",
     type=click.FloatRange(min=0),
-    default=1.0,  # regwatch.api.cache.DEFAULT_TTL (not imported: keeps `regwatch --help` fast)
+    default=5.0,  # regwatch.api.cache.DEFAULT_TTL (not imported: keeps `regwatch --help` fast)
     show_default=True,
-    help="Answer repeated repository lookups (tags, find by repository) from a cache this long.",
+    help="Answer repeated repository lookups (tags, find by repository) from a cache: this "
+    "process's scans and pushes invalidate it at once, other processes' writes show within "
+    "this many seconds (0: no cache).",
 )
 @click.pass_context
 def serve(

@@ -52,6 +52,8 @@ _IMAGE_COLUMNS = (
     tags.c.last_seen,
     tags.c.last_changed,
 )
+_ROW_COLUMNS = (tags.c.account, tags.c.registry, tags.c.repository, tags.c.tag, tags.c.digest)
+_ROW_COLUMNS_LABELS = (*_ROW_COLUMNS, tags.c.labels)
 
 
 def tag_record(row: Any, when: Callable[[int], datetime] = at_ms) -> TagRecord:
@@ -88,6 +90,35 @@ def tag_records(rows: Iterable[Any]) -> list[TagRecord]:
     return [tag_record(row, when) for row in rows]
 
 
+def _find_query(
+    conn: Connection,
+    is_sqlite: bool,
+    q: str | None,
+    account: str | None,
+    repository: str | None,
+    tag: str | None,
+    limit: int | None,
+    columns: tuple[Any, ...],
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement and parameters of a find; None when it cannot match (unknown account)."""
+    params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
+    search = bool(q) and repository is None and tag is None
+    fts = search and is_sqlite and trigram_query(q or "") is not None
+    if q:
+        params["pattern"] = like_pattern(q.lower())
+        if fts:
+            params["match"] = trigram_query(q)
+    if search and account is not None:
+        key = account_key(conn, account)
+        if key is None:
+            return None
+        params["low"], params["high"] = account_id_range(key)
+    if limit is not None:
+        params["limit"] = max(limit, 0)
+    shape = (account is not None, repository is not None, tag is not None, bool(q), fts)
+    return _find_statement(*shape, limit is not None, columns), params
+
+
 def find_images(
     conn: Connection,
     *,
@@ -100,32 +131,47 @@ def find_images(
 ) -> list[TagRecord]:
     """Tagged images whose `registry/repository:tag` contains `q` (case-insensitive), filtered
     by exact account, repository and tag; at most `limit` of them, counted after the filters."""
-    params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
-    search = bool(q) and repository is None and tag is None
-    fts = search and is_sqlite and trigram_query(q or "") is not None
-    if q:
-        params["pattern"] = like_pattern(q.lower())
-        if fts:
-            params["match"] = trigram_query(q)
-    if search and account is not None:
-        key = account_key(conn, account)
-        if key is None:
-            return []
-        params["low"], params["high"] = account_id_range(key)
-    if limit is not None:
-        params["limit"] = max(limit, 0)
-    shape = (account is not None, repository is not None, tag is not None, bool(q), fts)
-    statement = _find_statement(*shape, limit is not None)
-    return tag_records(conn.execute(statement, params).all())
+    found = _find_query(conn, is_sqlite, q, account, repository, tag, limit, _IMAGE_COLUMNS)
+    if found is None:
+        return []
+    return tag_records(conn.execute(*found).all())
+
+
+def find_image_rows(
+    conn: Connection,
+    *,
+    is_sqlite: bool,
+    q: str | None = None,
+    account: str | None = None,
+    repository: str | None = None,
+    tag: str | None = None,
+    limit: int | None = None,
+    labels: bool = False,
+) -> list[tuple[Any, ...]]:
+    """`find_images` for the lookup API: the same rows, as plain tuples of `(account, registry,
+    repository, tag, digest)` (+ `labels` when asked), straight from the driver. Building 50
+    TagRecords with three datetimes each, and decoding JSON columns the answer does not use, cost
+    more than the query itself."""
+    columns = _ROW_COLUMNS_LABELS if labels else _ROW_COLUMNS
+    found = _find_query(conn, is_sqlite, q, account, repository, tag, limit, columns)
+    if found is None:
+        return []
+    return [tuple(row) for row in conn.execute(*found).all()]
 
 
 @functools.cache
 def _find_statement(
-    account: bool, repository: bool, tag: bool, q: bool, fts: bool, limit: bool
+    account: bool,
+    repository: bool,
+    tag: bool,
+    q: bool,
+    fts: bool,
+    limit: bool,
+    columns: tuple[Any, ...] = _IMAGE_COLUMNS,
 ) -> Select[Any]:
     """One statement per combination of filters, built once: building and cache-keying a
     12-column SELECT costs more than running it. Values are bound at execution."""
-    query: Select[Any] = select(*_IMAGE_COLUMNS)
+    query: Select[Any] = select(*columns)
     if account:
         query = query.where(tags.c.account == bindparam("account"))
     if repository:

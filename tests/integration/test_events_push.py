@@ -3,6 +3,7 @@ index changes; a forged one changes nothing; the account's credentials and data 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -197,3 +198,20 @@ async def test_an_unreachable_registry_leaves_the_claim_unverified(
     assert result.outcome == "unverified"
     assert result.retryable
     assert astore.store.events() == []
+
+
+async def test_a_notification_that_arrives_before_the_tag_is_linked_is_confirmed(
+    registry_anonymous: RegistryHandle, unique_name: str, astore: AsyncStore, transport: Transport
+) -> None:
+    """Distribution notifies before it links the tag: the HEAD is asked again, not given up."""
+    repo = f"{unique_name}app"
+    ctx = Receiving(astore, transport, account(registry_anonymous))
+    async with ImagePusher(registry_anonymous) as pusher:
+        await pusher.push(repo, "other")  # the repository exists, the tag not yet
+        claim = PushClaim("distribution", repo, "v1", None, (registry_anonymous.host,))
+        receiving = asyncio.create_task(ctx.receiver.receive([claim]))
+        await asyncio.sleep(0.1)
+        image = await pusher.push(repo, "v1")
+        (result,) = await receiving
+    assert result.outcome == "added"
+    assert astore.store.known_tags("local", repo) == {"v1": image.digest}

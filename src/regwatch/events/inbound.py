@@ -5,7 +5,9 @@ A notification is never trusted by itself. For each claimed `repository:tag`:
    (or the one named by `?account=`), and that index the repository (`repositories` list,
    `repositoriesRegex`, `skip`; with a `catalogFile`, repositories already indexed);
 2. HEAD the manifest on that account's registry, with the account's credentials: the tag must
-   exist, and when the notification gives a digest the registry must report the same one;
+   exist, and when the notification gives a digest the registry must report the same one
+   (distribution sends the notification before it links the tag, so a 404 or another digest is
+   asked again a few times, ~1.6 s in all, before the claim is declared false);
 3. describe the tag as a scan would (digest, and the platforms, dates and labels the account
    asks for), then `Store.record_push`: the tag and its event in one transaction, by the scan's
    rules (`store/push.py`), and wake the outbox worker.
@@ -26,11 +28,13 @@ from regwatch.events.notifications import PushClaim
 from regwatch.indexer.metadata import MetadataFetcher
 from regwatch.indexer.repositories import select
 from regwatch.indexer.repository_scan import needs_of
+from regwatch.models import ManifestInfo
 from regwatch.reference import DOCKER_HUB_ALIASES
 from regwatch.registry import RegistryClient, Transport
 from regwatch.store import AsyncStore, StagedTag, Store
 
 log = logging.getLogger(__name__)
+CONFIRM_DELAYS = (0.05, 0.15, 0.4, 1.0)  # seconds between HEADs that contradict a claim
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,10 @@ class PushReceiver:
         sinks: Callable[[], Sequence[str]],
         metrics: EventMetrics | None = None,
         on_event: Callable[[], None] = lambda: None,
+        confirm_delays: Sequence[float] = CONFIRM_DELAYS,
     ) -> None:
         self.store = store
+        self.confirm_delays = tuple(confirm_delays)
         self._accounts = accounts
         self._transport = transport
         self._sinks = sinks
@@ -181,16 +187,34 @@ class PushReceiver:
         self._clients[account.name] = (account, client)
         return client
 
+    async def _confirmed_head(
+        self, claim: PushClaim, fetcher: MetadataFetcher
+    ) -> ManifestInfo | None:
+        """The registry's HEAD of the tag once it agrees with the claim; None when it keeps
+        reporting another digest; NotFoundError when it keeps not having the tag. Distribution
+        announces a manifest push before it links the tag, so a contradiction is asked again a
+        few times (`confirm_delays`) before the claim is declared false."""
+        for delay in (*self.confirm_delays, None):
+            head = (await fetcher.heads(claim.repository, [claim.tag]))[claim.tag]
+            if isinstance(head, RegwatchError) and not isinstance(head, NotFoundError):
+                raise head
+            if isinstance(head, ManifestInfo) and claim.digest in (None, head.digest):
+                return head
+            if delay is None:
+                if isinstance(head, NotFoundError):
+                    raise head
+                return None
+            await asyncio.sleep(delay)
+        return None  # pragma: no cover - the loop always returns
+
     async def _verify(self, claim: PushClaim, account: DockerRegistryAccount) -> StagedTag | None:
         """The tag as the registry has it now; None when it contradicts the claimed digest."""
         client = self._client(account)
         fetcher = MetadataFetcher(
             client, self.store, needs_of(account), asyncio.Semaphore(account.cache_threads)
         )
-        head = (await fetcher.heads(claim.repository, [claim.tag]))[claim.tag]
-        if isinstance(head, RegwatchError):
-            raise head
-        if claim.digest is not None and head.digest != claim.digest:
+        head = await self._confirmed_head(claim, fetcher)
+        if head is None:
             return None
         if not fetcher.needs.any_metadata:
             return StagedTag(claim.tag, digest=head.digest, metadata=False)

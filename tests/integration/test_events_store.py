@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from regwatch.store import DIGEST_CHANGED, TAG_ADDED, StagedTag, Store, open_store
+from regwatch.store.push import PushOutcome
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -35,7 +36,9 @@ def store(store_url: str, clock: Clock) -> Iterator[Store]:
         yield opened
 
 
-def push(store: Store, tag: str, digest: str | None, *, track: bool = False, repo: str = "app"):  # type: ignore[no-untyped-def]
+def push(
+    store: Store, tag: str, digest: str | None, *, track: bool = False, repo: str = "app"
+) -> PushOutcome:
     return store.record_push(
         "hub", "reg.example", repo, StagedTag(tag, digest=digest, metadata=False),
         track_digests=track, sinks=SINKS,

@@ -25,26 +25,34 @@ _installed: weakref.WeakKeyDictionary[Service, Events] = weakref.WeakKeyDictiona
 
 
 class Events:
-    """The events machinery of one service."""
+    """The events machinery of one service. It refers to the service weakly: `_installed` maps
+    the service to it, and a strong reference back would keep every service ever created."""
 
     def __init__(self, service: Service, *, poll_interval: float = 1.0) -> None:
-        self.service = service
+        self._service = weakref.ref(service)
         self.metrics = EventMetrics(service.metrics.registry)
         self.worker = OutboxWorker(
             service.store,
-            lambda: service.settings,
+            lambda: self.service.settings,
             holder=service.instance_id,
             metrics=self.metrics,
             poll_interval=poll_interval,
         )
         self.receiver = PushReceiver(
             service.store,
-            accounts=lambda: service.accounts.accounts.values(),
-            transport=lambda: service.transport,
+            accounts=lambda: self.service.accounts.accounts.values(),
+            transport=lambda: self.service.transport,
             sinks=self.sink_names,
             metrics=self.metrics,
             on_event=self.worker.wake,
         )
+
+    @property
+    def service(self) -> Service:
+        service = self._service()
+        if service is None:
+            raise RuntimeError("the service of these events is gone")
+        return service
 
     def sink_names(self) -> Sequence[str]:
         return self.service.settings.sink_names()

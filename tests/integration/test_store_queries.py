@@ -10,6 +10,7 @@ import pytest
 
 from regwatch.models import ImageConfig, ManifestInfo, PlatformManifest
 from regwatch.store import StagedTag, Store, open_store
+from regwatch.store.dialect import trigram_counts
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -45,6 +46,22 @@ def test_find_by_substring_of_the_full_reference(two_accounts: Store) -> None:
     assert names(store.find_images("WEB/API:LAT")) == ["a:web/api:latest"]  # case-insensitive
     assert names(store.find_images("p:1.4")) == ["a:web/app:1.4"]
     assert store.find_images("no-such-thing") == []
+
+
+def test_substring_search_with_trigram_counts_is_exact(two_accounts: Store) -> None:
+    """Once the substring index's counts are loaded (SQLite), `q` ANDs its rarest trigrams;
+    results stay exact, also for tags indexed after the counts were read."""
+    store = two_accounts
+    if store.is_sqlite:
+        counts = trigram_counts(store.engines.reader)
+        counts.load()
+        assert counts.get() is not None
+        assert (counts.get() or {})["web"] == 9  # every ref holds "web"
+    index(store, "b", "reg-b.example:5000", "web/app", [StagedTag("1.0"), StagedTag("zq9")])
+    assert names(store.find_images("reg-b.example:5000/web/app:2")) == []  # 2.0 was removed
+    assert names(store.find_images("app:zq9")) == ["b:web/app:zq9"]
+    assert names(store.find_images("WEB/API:LAT")) == ["a:web/api:latest"]
+    assert len(store.find_images("web/ap")) == 9
 
 
 def test_short_queries_fall_back_to_a_scan(two_accounts: Store) -> None:

@@ -19,6 +19,8 @@ from regwatch.api.shaping import (
     image_item,
     normalize_query,
     permissions,
+    row_items,
+    rows_json,
     tag_order,
 )
 from regwatch.config.model import DockerRegistryAccount
@@ -125,6 +127,31 @@ def test_every_item_matches_the_documented_model(
     assert ("commitId" in item) is details
     if details:
         assert item["commitId"] == labels.get("commitId")
+
+
+any_text = st.text(max_size=30)  # quotes, backslashes, control and non-ASCII characters too
+
+
+@given(
+    st.lists(
+        st.tuples(any_text, any_text, any_text, any_text, st.none() | any_text, label_maps),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_rows_are_served_as_the_records_would_be_byte_for_byte(
+    rows: list[tuple[str, str, str, str, str | None, dict[str, str]]], details: bool
+) -> None:
+    """The API's lean row path (find_image_rows tuples → bytes) answers what image_item of the
+    same TagRecords answers, byte for byte."""
+    records = [
+        record(account=a, registry=g, repository=r, tag=t, digest=d, labels=labels)
+        for a, g, r, t, d, labels in rows
+    ]
+    expected = json_bytes([image_item(rec, include_details=details) for rec in records])
+    plain = [row if details else row[:5] for row in rows]
+    assert json_bytes(row_items(plain, include_details=details)) == expected
+    assert rows_json(plain, include_details=details) == expected
 
 
 def test_brief_credentials_are_clouddrivers_list_entry() -> None:

@@ -87,6 +87,14 @@ def test_trigram_query_covers_the_text_and_escapes_quotes() -> None:
     assert long.count(" AND ") < 8
 
 
+def test_trigram_query_with_counts_ands_the_three_rarest() -> None:
+    counts = {"cac": 900, "ach": 800, "che": 700, "he-": 50, "e-c": 60, "-ca": 40}
+    assert trigram_query("Cache-cac", counts) == '"-ca" AND "he-" AND "e-c"'
+    assert trigram_query("cache-zz", counts) == '"e-z" AND "-zz" AND "he-"'  # unknown: rarest
+    assert trigram_query("cac", counts) == '"cac"'
+    assert trigram_query("ab", counts) is None
+
+
 def test_account_id_ranges_do_not_overlap() -> None:
     low1, high1 = account_id_range(1)
     low2, high2 = account_id_range(2)

@@ -25,7 +25,7 @@ from regwatch.api.deps import cache_of, service_of
 from regwatch.api.errors import ApiError
 from regwatch.api.models import ERROR_RESPONSES, ImageItem
 from regwatch.api.responses import bytes_response, json_bytes, json_response
-from regwatch.api.shaping import CLOUD_PROVIDER, normalize_query, row_items, tag_order
+from regwatch.api.shaping import CLOUD_PROVIDER, normalize_query, rows_json, tag_order
 from regwatch.store import Store, queries
 
 router = APIRouter(tags=["images"])
@@ -65,7 +65,7 @@ async def _find(request: Request) -> Response:
     rows = await service.store.call(
         image_rows, details, q=q, account=account, repository=repository, tag=tag, limit=limit
     )
-    body = json_bytes(row_items((r for r in rows if r[0] in live), details))
+    body = rows_json((r for r in rows if r[0] in live), details)
     if key is not None:
         cache.put(key, body, account=account, generation=generation)
     return bytes_response(body)

@@ -4,12 +4,13 @@ Everything else in the store is portable SQLAlchemy Core.
 
 Substring search (`q` of images/find): both backends keep `tags.ref` = lower(`registry/repo:tag`).
 - SQLite: an external-content FTS5 table `tags_search` with the trigram tokenizer and
-  `detail=none`. A query ANDs (a few of) the trigrams of `q`, which narrows the candidates through
-  the index, and re-checks `ref LIKE %q%` on each candidate (detail=none cannot do phrase
-  queries, and a trigram AND may have false positives). The FTS rowid is `tags.id`, whose high
-  bits are the account (see schema), so an account filter becomes a rowid range that FTS5 applies
-  inside the index instead of after it. Queries shorter than 3 characters have no trigram and
-  fall back to a scan (of the account's id range when an account is given).
+  `detail=none`. A query ANDs the three rarest trigrams of `q` (`TrigramCounts`), which
+  narrows the candidates through the index, and re-checks `ref LIKE %q%` on each candidate
+  (detail=none cannot do phrase queries, and a trigram AND may have false positives). The FTS
+  rowid is `tags.id`, whose high bits are the account (see schema), so an account filter
+  becomes a rowid range that FTS5 applies inside the index instead of after it. Queries
+  shorter than 3 characters have no trigram and fall back to a scan (of the account's id range
+  when an account is given).
 - PostgreSQL: a pg_trgm GIN index on `ref`, which the planner uses for `ref LIKE '%q%'` itself.
 
 Concurrent writers: SQLite has one writer at a time, PostgreSQL runs writers of several instances
@@ -20,7 +21,11 @@ PostgreSQL with an advisory lock held until commit; on SQLite it does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -35,13 +40,15 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from regwatch.store.schema import tags
 
 tags_search = table("tags_search", column("rowid"))
 ACCOUNT_ID_BITS = 40
 _MAX_TRIGRAMS = 8
+_RAREST = 3
+log = logging.getLogger(__name__)
 # advisory lock keys (any bigint; "rgw" + a number, to be recognisable in pg_locks)
 ACCOUNT_KEYS_LOCK = 0x726777_0001
 EVENT_ORDER_LOCK = 0x726777_0002
@@ -93,19 +100,91 @@ def ref_contains() -> ColumnElement[bool]:
     return tags.c.ref.like(bindparam("pattern"), escape="\\")
 
 
-def trigram_query(q: str) -> str | None:
-    """An FTS5 query ANDing a covering subset of the trigrams of `q`; None below 3 characters."""
+def trigram_query(q: str, counts: Mapping[str, int] | None = None) -> str | None:
+    """An FTS5 query ANDing a few trigrams of `q`; None below 3 characters.
+
+    With `counts` (`TrigramCounts`): the `_RAREST` rarest ones. The candidates are then the few
+    rows holding the rarest trigrams rather than the many holding common ones (`cache-cac`: 11 ms
+    → under 1 ms), and re-checking them with LIKE is cheap. Measured over 1,500 random substrings
+    on the 1M-row bench store: mean 0.34 → 0.18 ms, p99 3.0 → 1.4 ms, worst 11 → 4 ms (using all
+    trigrams: mean 0.29 ms; the 2 rarest: p99 3.3 ms, the 4 rarest: mean 0.25 ms). A trigram
+    unknown to `counts` (indexed since they were loaded) counts as the rarest. Without `counts`,
+    a covering subset spread over `q`."""
     text = q.lower()
     if len(text) < 3:
         return None
+    if counts is not None:
+        distinct = dict.fromkeys(text[i : i + 3] for i in range(len(text) - 2))
+        rarest = sorted(distinct, key=lambda gram: counts.get(gram, 0))[:_RAREST]
+        return _fts_and(rarest)
     starts = list(range(0, len(text) - 2, 3))
     if starts[-1] != len(text) - 3:
         starts.append(len(text) - 3)
     if len(starts) > _MAX_TRIGRAMS:  # spread the chosen ones over the whole string
         step = len(starts) / _MAX_TRIGRAMS
         starts = [starts[int(i * step)] for i in range(_MAX_TRIGRAMS)]
-    grams = dict.fromkeys(text[i : i + 3] for i in starts)
+    return _fts_and(dict.fromkeys(text[i : i + 3] for i in starts))
+
+
+def _fts_and(grams: Iterable[str]) -> str:
     return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+
+class TrigramCounts:
+    """How many indexed refs hold each trigram (SQLite: the FTS5 vocabulary), for choosing the
+    rarest trigrams of a `q`. Reading the vocabulary walks every doclist (~0.8 s for 1M refs, and
+    ~3 ms for a single term), so it is loaded in a background thread, never on a request: until
+    the first load ends `get()` returns None (the covering choice is used), and a load older than
+    `max_age` seconds is redone in the background while the old counts keep serving. The counts
+    only steer which trigrams are ANDed; results are exact whatever they say (LIKE re-check)."""
+
+    def __init__(self, engine: Engine, max_age: float = 900.0) -> None:
+        self.engine = engine
+        self.max_age = max_age
+        self._counts: dict[str, int] | None = None
+        self._loaded_at = 0.0
+        self._loading = threading.Lock()
+
+    def get(self) -> Mapping[str, int] | None:
+        if time.monotonic() - self._loaded_at > self.max_age and self._loading.acquire(False):
+            threading.Thread(target=self._load, name="regwatch-trigrams", daemon=True).start()
+        return self._counts
+
+    def load(self) -> None:
+        """Read the counts now (in the calling thread)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.tags_search_vocab "
+                "USING fts5vocab(main, tags_search, row)"
+            )
+            try:
+                rows = conn.exec_driver_sql("SELECT term, doc FROM temp.tags_search_vocab")
+                self._counts = {str(term): int(doc) for term, doc in rows}
+            finally:
+                conn.exec_driver_sql("DROP TABLE temp.tags_search_vocab")
+        self._loaded_at = time.monotonic()
+
+    def _load(self) -> None:
+        try:
+            self.load()
+        except Exception:  # a missed refresh only costs speed; retried after max_age
+            log.warning("could not read the substring index's vocabulary", exc_info=True)
+            self._loaded_at = time.monotonic()
+        finally:
+            self._loading.release()
+
+
+_trigram_counts: weakref.WeakKeyDictionary[Engine, TrigramCounts] = weakref.WeakKeyDictionary()
+_counts_lock = threading.Lock()
+
+
+def trigram_counts(engine: Engine) -> TrigramCounts:
+    """The engine's (one per database, shared by its connections)."""
+    with _counts_lock:
+        found = _trigram_counts.get(engine)
+        if found is None:
+            found = _trigram_counts[engine] = TrigramCounts(engine)
+        return found
 
 
 def search_images(query: Select[Any], *, fts: bool, id_range: bool) -> Select[Any]:

@@ -25,6 +25,7 @@ from regwatch.store.dialect import (
     like_pattern,
     ref_contains,
     search_images,
+    trigram_counts,
     trigram_query,
 )
 from regwatch.store.records import (
@@ -103,11 +104,14 @@ def _find_query(
     """The statement and parameters of a find; None when it cannot match (unknown account)."""
     params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
     search = bool(q) and repository is None and tag is None
-    fts = search and is_sqlite and trigram_query(q or "") is not None
+    match = (
+        trigram_query(q or "", trigram_counts(conn.engine).get()) if search and is_sqlite else None
+    )
+    fts = match is not None
     if q:
         params["pattern"] = like_pattern(q.lower())
         if fts:
-            params["match"] = trigram_query(q)
+            params["match"] = match
     if search and account is not None:
         key = account_key(conn, account)
         if key is None:

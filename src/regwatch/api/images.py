@@ -36,9 +36,11 @@ GATE_TAGS_EXTRA = params.query_parameters(params.PROVIDER_DOC, *params.TAGS_DOCS
 
 
 def image_rows(store: Store, /, details: bool, **filters: Any) -> list[tuple[Any, ...]]:
-    """`queries.find_image_rows` on the store's reader (an `AsyncStore.call`-able read)."""
+    """`queries.find_image_rows` on the store's reader (an `AsyncStore.call`-able read). No
+    explicit transaction: the lookup is one SELECT (two with `q` and an account, which read
+    the account's key, never changed once given)."""
     conn: Connection
-    with store.engines.reader.connect() as conn, conn.begin():
+    with store.engines.reader.connect() as conn:
         return queries.find_image_rows(conn, is_sqlite=store.is_sqlite, labels=details, **filters)
 
 

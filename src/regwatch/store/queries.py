@@ -11,11 +11,13 @@ Orders (deterministic, chosen to come straight out of an index so LIMIT stops ea
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, desc, func, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from regwatch.models import TagRecord
@@ -55,6 +57,7 @@ _IMAGE_COLUMNS = (
 )
 _ROW_COLUMNS = (tags.c.account, tags.c.registry, tags.c.repository, tags.c.tag, tags.c.digest)
 _ROW_COLUMNS_LABELS = (*_ROW_COLUMNS, tags.c.labels)
+_SQLITE = sqlite.dialect()
 
 
 def tag_record(row: Any, when: Callable[[int], datetime] = at_ms) -> TagRecord:
@@ -155,12 +158,32 @@ def find_image_rows(
     """`find_images` for the lookup API: the same rows, as plain tuples of `(account, registry,
     repository, tag, digest)` (+ `labels` when asked), straight from the driver. Building 50
     TagRecords with three datetimes each, and decoding JSON columns the answer does not use, cost
-    more than the query itself."""
+    more than the query itself.
+
+    On SQLite the statement, compiled once, runs on the driver's connection: SQLAlchemy's
+    execution and result layers cost ~0.1 ms a query, as much as a 50-row indexed SELECT."""
     columns = _ROW_COLUMNS_LABELS if labels else _ROW_COLUMNS
     found = _find_query(conn, is_sqlite, q, account, repository, tag, limit, columns)
     if found is None:
         return []
-    return [tuple(row) for row in conn.execute(*found).all()]
+    if not is_sqlite:
+        return [tuple(row) for row in conn.execute(*found).all()]
+    sql, names, defaults = _sqlite_sql(found[0])
+    values = [found[1][n] if n in found[1] else defaults[n] for n in names]
+    driver: Any = conn.connection.driver_connection
+    rows: list[tuple[Any, ...]] = driver.execute(sql, values).fetchall()
+    if labels:  # the JSON column, as SQLAlchemy would have decoded it
+        return [(*row[:5], json.loads(row[5]) if row[5] else None) for row in rows]
+    return rows
+
+
+@functools.cache
+def _sqlite_sql(statement: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A statement's SQLite text, the names of its positional parameters in order, and the
+    values of those set in the statement itself (LIMIT's OFFSET 0)."""
+    compiled = statement.compile(dialect=_SQLITE)
+    defaults = {name: bind.value for name, bind in compiled.binds.items()}
+    return compiled.string, tuple(compiled.positiontup or ()), defaults
 
 
 @functools.cache

@@ -54,6 +54,8 @@ def schedule_view(schedule: AccountSchedule) -> dict[str, Any]:
         "nextScanInSeconds": _round(schedule.next_scan_in)
         if schedule.state != "scanning"
         else None,
+        "leaseHolder": schedule.lease_holder,  # several instances: who holds the scan lease
+        "leaseCheckedAt": iso(schedule.lease_checked_at),
     }
 
 

@@ -10,6 +10,11 @@ and the other accounts' tasks keep running on the loop. After a failure the acco
 - `request_scan(name)` asks for a scan now; during a scan it asks for another right after it;
 - `stop()` asks every scan to stop at a repository boundary and waits for them.
 
+With `leases` (several instances on one store, see `regwatch.indexer.leases`), an account is
+scanned only while this instance holds its lease; when another holds it, the account's loop looks
+again a little later, and after a scan the lease is kept until the next due time, which makes the
+schedule shared by every instance.
+
 The scan itself is injected (`ScanFunction`), as are the random generator (jitter), the monotonic
 clock and the wait primitive, so the cadence is unit-tested in virtual time.
 """
@@ -27,6 +32,7 @@ from typing import Any, Literal, Protocol
 
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import RegwatchError
+from regwatch.indexer.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +115,8 @@ class AccountSchedule:
     last_result: Any = None
     next_scan_in: float | None = None  # seconds, as of `last_finished_at` (or the start)
     next_due: float | None = None  # monotonic
+    lease_holder: str | None = None  # with leases: who held the lease when last looked at
+    lease_checked_at: float | None = None  # wall time of that look
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     requested: bool = False
@@ -154,6 +162,7 @@ class Scheduler:
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         on_result: Callable[[AccountSchedule, Any, float], None] | None = None,
         on_error: Callable[[AccountSchedule, BaseException, float], None] | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self._scan = scan
         self._rng = rng or random.Random()
@@ -164,6 +173,7 @@ class Scheduler:
         self.max_backoff = max_backoff
         self._on_result = on_result
         self._on_error = on_error
+        self._leases = leases
         self._accounts: dict[str, AccountSchedule] = {}
         self._closed = False
 
@@ -243,8 +253,27 @@ class Scheduler:
                 if not entry.requested and self._clock() < (entry.next_due or 0.0):
                     continue  # woken early for nothing (e.g. a spurious wake): wait again
             entry.requested = False
-            await self._scan_once(entry)
+            if await self._leased(entry):
+                await self._scan_once(entry)
         entry.state = "stopped"
+
+    async def _leased(self, entry: AccountSchedule) -> bool:
+        """Take the account's lease (always True without leases); when another instance holds it,
+        or the store cannot say, look again after the lease retry period."""
+        if self._leases is None:
+            return True
+        try:
+            taken = await self._leases.take(entry.name)
+            holder = self._leases.holder_id if taken else await self._leases.holder(entry.name)
+        except Exception as exc:
+            log.warning("account %s: could not take the scan lease: %s", entry.name, exc)
+            taken, holder = False, None
+        entry.lease_holder, entry.lease_checked_at = holder, self._wall()
+        if not taken:
+            retry = self._leases.retry_in(float(entry.account.cache_interval_seconds))
+            entry.next_scan_in = retry * self._rng.uniform(0.5, 1.5)
+            entry.next_due = self._clock() + entry.next_scan_in
+        return taken
 
     async def _scan_once(self, entry: AccountSchedule) -> None:
         entry.state = "scanning"
@@ -252,7 +281,7 @@ class Scheduler:
         entry.last_started_at = self._wall()
         started = self._clock()
         try:
-            result = await self._scan(entry.account, entry.stop)
+            result = await self._scan_leased(entry)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a scan that could not run: log, back off, keep scheduling
@@ -265,7 +294,21 @@ class Scheduler:
             interval, entry.failures, self._rng, jitter=self.jitter, max_backoff=self.max_backoff
         )
         entry.next_due = self._clock() + entry.next_scan_in
+        if self._leases is not None and entry.stop.is_set():
+            await self._leases.release(entry.name)  # stopped mid-scan: another may go on at once
+        elif self._leases is not None:
+            await self._leases.hold_until_due(entry.name, entry.next_scan_in)
+            # everyone (this instance too) looks at the lapsed lease at a random moment of the
+            # retry period, so the next scan goes to any instance
+            retry = self._leases.retry_in(interval)
+            entry.next_due += self._rng.uniform(0.0, retry)
         entry.state = "backoff" if entry.failures else "idle"
+
+    async def _scan_leased(self, entry: AccountSchedule) -> Any:
+        if self._leases is None:
+            return await self._scan(entry.account, entry.stop)
+        async with self._leases.held(entry.name, entry.stop) as stop:
+            return await self._scan(entry.account, stop)
 
     def _finished(self, entry: AccountSchedule, result: Any, seconds: float) -> None:
         entry.last_result = result

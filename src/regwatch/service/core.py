@@ -30,7 +30,8 @@ from typing import Any
 from regwatch.config.halconfig import resolve_config_path
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.config.settings import ServiceSettings
-from regwatch.errors import RegwatchError
+from regwatch.errors import ConfigError, RegwatchError
+from regwatch.indexer.leases import DEFAULT_TTL, ScanLeases
 from regwatch.indexer.reload import AccountSet, ConfigSnapshot, ConfigWatcher, load_snapshot
 from regwatch.indexer.scheduler import AccountSchedule, ScanFunction, Scheduler, diff_accounts
 from regwatch.registry import RegistryClient
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 SinksFunction = Callable[[DockerRegistryAccount], Sequence[str]]
 ReloadListener = Callable[[ConfigSnapshot], Awaitable[None] | None]
 HOLDER_PREFIX = "serve:"  # scan runs are recorded as held by "serve:HOST:PID"
+SCAN_LEASE_ENV = "REGWATCH_SCAN_LEASE_SECONDS"  # how long a crashed instance's accounts wait
 
 
 class Service:
@@ -61,6 +63,7 @@ class Service:
         environ: Mapping[str, str] | None = None,
         instance_id: str | None = None,
         scanning: bool = True,
+        scan_lease: float | None = None,
     ) -> None:
         self.config_path = snapshot.config.path
         self.snapshot = snapshot
@@ -71,11 +74,15 @@ class Service:
         self.started_at: float | None = None
         self.stop_timeout = stop_timeout
         self.scanning = scanning  # False: serve the index as it is (API and workers only)
+        self.leases = ScanLeases(
+            self.store, self.instance_id, ttl=scan_lease or _lease_seconds(environ or os.environ)
+        )
         self.scheduler = Scheduler(
             scan or self._scan_account,
             rng=rng,
             on_result=self._scan_finished,
             on_error=self._scan_crashed,
+            leases=self.leases,
         )
         self.watcher = ConfigWatcher(
             self.config_path,
@@ -237,6 +244,25 @@ class Service:
                     errors=[{"repository": None, "error": f"abandoned: process {pid} died"}],
                 )
 
+    async def _close_taken_over_run(self, name: str) -> None:
+        """This instance holds the account's lease: a run of another instance still "running"
+        is one whose lease lapsed (its instance died or lost the store): close it as failed."""
+        status = await self.store.call(Store.account_status, name)
+        run = status.last_run if status is not None else None
+        holder = run.holder if run is not None else None
+        if run is None or run.status != "running" or holder is None or holder == self.instance_id:
+            return
+        if holder.startswith(HOLDER_PREFIX):
+            await self.store.call(
+                Store.finish_run,
+                run.id,
+                requests=run.requests,
+                repositories_ok=run.repositories_ok,
+                repositories_failed=run.repositories_failed,
+                status="failed",
+                errors=[{"repository": None, "error": f"abandoned: the lease of {holder} lapsed"}],
+            )
+
     def _log_accounts(self) -> None:
         if not self.accounts.enabled and self.accounts.accounts:
             log.warning(
@@ -251,6 +277,7 @@ class Service:
     async def _scan_account(self, account: DockerRegistryAccount, stop: asyncio.Event) -> Any:
         from regwatch.indexer.jobs import scan_account
 
+        await self._close_taken_over_run(account.name)
         run = await scan_account(
             account,
             store=self.store,
@@ -320,6 +347,18 @@ def _no_sinks(account: DockerRegistryAccount) -> Sequence[str]:
 def _warn_restart_settings(before: ServiceSettings, after: ServiceSettings) -> None:
     if before.store != after.store or before.listen != after.listen:
         log.warning("regwatch.store / regwatch.listen changed: restart the service to apply them")
+
+
+def _lease_seconds(environ: Mapping[str, str]) -> float:
+    """The scan lease from the environment (a positive number of seconds), else the default."""
+    raw = environ.get(SCAN_LEASE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TTL
+    except ValueError:
+        raise ConfigError(f"{SCAN_LEASE_ENV}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{SCAN_LEASE_ENV} must be more than 0 seconds")
+    return value
 
 
 def _alive(pid: int) -> bool:

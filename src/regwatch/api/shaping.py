@@ -104,7 +104,12 @@ def rows_json(rows: Iterable[tuple[Any, ...]], include_details: bool = False) ->
     building the dicts and encoding them (measured; the unit tests check the bytes are equal)."""
     parts = []
     for row in rows:
-        account, registry, repository, tag = (_quote(value) for value in row[:4])
+        account, registry, repository, tag = (
+            _quote(row[0]),
+            _quote(row[1]),
+            _quote(row[2]),
+            _quote(row[3]),
+        )
         digest = "null" if row[4] is None else _quote(row[4])
         details, labels = "", "{}"
         if include_details:

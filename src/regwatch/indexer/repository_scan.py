@@ -1,8 +1,10 @@
 """Scan one repository: list its tags page by page, plan each page against the store, fetch what
 the plan asks for, stage the page, and merge the whole repository atomically at the end.
 
-Memory stays flat: only one page (at most `paginateSize` tags) is in hand at a time; the tags seen
-so far live in the store's staging table. Failure rules:
+Memory stays flat: a page (at most `paginateSize` tags) is held until the next one is fetched,
+then staged; the tags seen so far live in the store's staging table. The last page is not staged
+but handed to the merge, so a repository listed in one page (most are) is merged in one
+transaction without staging. Failure rules:
 - the listing fails (any page) → the scan is aborted: the stored tags are kept, the repository is
   marked stale with the error and its last good time;
 - a tag's manifest or config cannot be fetched → the tag is kept with the data it had (a new tag
@@ -80,11 +82,13 @@ class RepositoryScanner:
         except RegwatchError as exc:
             return RepositoryResult(repository, ok=False, error=str(exc))
         try:
-            await self._list_and_stage(scan, errors)
+            last_page = await self._list_and_stage(scan, errors)
         except Exception as exc:  # any failure must leave the stored tags as they were
             return await self._abort(scan, exc)
         try:
-            outcome = await self.store.call(Store.finish_repository_scan, scan, sinks=self.sinks)
+            outcome = await self.store.call(
+                Store.finish_repository_scan, scan, sinks=self.sinks, last_page=last_page
+            )
         except RegwatchError as exc:
             return await self._abort(scan, exc)
         return RepositoryResult(
@@ -99,19 +103,25 @@ class RepositoryScanner:
             error=errors.first,
         )
 
-    async def _list_and_stage(self, scan: RepositoryScan, errors: TagErrors) -> None:
+    async def _list_and_stage(self, scan: RepositoryScan, errors: TagErrors) -> list[StagedTag]:
+        """Stage every page but the last, and return the last one's tags: finish merges them
+        itself, so that a repository listed in one page (most) costs one transaction."""
         # tag_pages is an async generator: close it if the scan stops half-way
         pages = cast(AsyncGenerator[list[str], None], self.client.tag_pages(scan.repository))
+        held: list[StagedTag] = []  # the page in hand, until we know whether another follows
         try:
             while (page := await self._next_page(pages)) is not None:
+                for start in range(0, len(held), CHUNK):
+                    await self.store.call(Store.stage_tags, scan, held[start : start + CHUNK])
+                held = []
                 for start in range(0, len(page), CHUNK):
-                    staged = await self._stage_chunk(scan, page[start : start + CHUNK], errors)
-                    await self.store.call(Store.stage_tags, scan, staged)
+                    held += await self._stage_chunk(scan, page[start : start + CHUNK], errors)
                 self.progress.page_done(
                     self.account.name, scan.repository, len(page), self.client.stats.requests
                 )
         finally:
             await pages.aclose()
+        return held
 
     async def _next_page(self, pages: AsyncGenerator[list[str], None]) -> list[str] | None:
         async with self.limit:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -35,8 +36,18 @@ from sqlalchemy.engine import Connection
 from regwatch.errors import StoreError
 from regwatch.store.accounts import _record_removed, clip, ensure_repository, require_account
 from regwatch.store.dialect import account_id_range, lock_event_order, prefer_set_joins, upsert
+from regwatch.store.merge import merge_listing
+from regwatch.store.prepared import Prepared
 from regwatch.store.records import RepositoryScan, ScanOutcome, StagedTag, at_ms, to_ms
-from regwatch.store.schema import deliveries, events, repositories, scan_staging, tag_history, tags
+from regwatch.store.schema import (
+    accounts,
+    deliveries,
+    events,
+    repositories,
+    scan_staging,
+    tag_history,
+    tags,
+)
 from regwatch.store.sorting import semver_key
 
 s = scan_staging
@@ -61,20 +72,59 @@ def known_tags(
     return found
 
 
-def begin_repository_scan(
-    conn: Connection, account: str, repository: str, registry: str, now: int
-) -> RepositoryScan:
-    """Start a scan: drop leftovers of an abandoned one and claim the repository for this one."""
-    require_account(conn, account)
-    ensure_repository(conn, account, repository)
-    conn.execute(delete(s).where(s.c.account == account, s.c.repository == repository))
-    scan_id = str(uuid.uuid4())
-    last_ok = conn.execute(
+_BEGIN = Prepared(
+    lambda _: (
+        select(accounts.c.registry, repositories.c.name, repositories.c.last_ok_at)
+        .select_from(
+            accounts.outerjoin(
+                repositories,
+                and_(
+                    repositories.c.account == accounts.c.name,
+                    repositories.c.name == bindparam("repository"),
+                ),
+            )
+        )
+        .where(accounts.c.name == bindparam("account"))
+    ),
+    "account",
+    "repository",
+)
+_DROP_STAGED = Prepared(
+    lambda _: delete(s).where(
+        s.c.account == bindparam("account"), s.c.repository == bindparam("repository")
+    ),
+    "account",
+    "repository",
+)
+_CLAIM = Prepared(
+    lambda _: (
         update(repositories)
-        .where(repositories.c.account == account, repositories.c.name == repository)
-        .values(scan_id=scan_id)
-        .returning(repositories.c.last_ok_at)
-    ).scalar_one()
+        .where(
+            repositories.c.account == bindparam("account"),
+            repositories.c.name == bindparam("repository"),
+        )
+        .values(scan_id=bindparam("scan_id"))
+    ),
+    "scan_id",
+    "account",
+    "repository",
+)
+
+
+def begin_repository_scan(
+    conn: Connection, account: str, repository: str, now: int
+) -> RepositoryScan:
+    """Start a scan: drop leftovers of an abandoned one and claim the repository for this one
+    (a few prepared statements: it runs once per repository on the single writer)."""
+    row = _BEGIN.first(conn, (account, repository))
+    if row is None:
+        raise StoreError(f"account {account!r} is not in the store")
+    registry, present, last_ok = row
+    if present is None:
+        ensure_repository(conn, account, repository)
+    _DROP_STAGED.run(conn, (account, repository))
+    scan_id = str(uuid.uuid4())
+    _CLAIM.run(conn, (scan_id, account, repository))
     return RepositoryScan(
         scan_id=scan_id,
         account=account,
@@ -125,9 +175,25 @@ def _same_tag(scan: RepositoryScan) -> ColumnElement[bool]:
 
 
 def finish_repository_scan(
+    conn: Connection,
+    scan: RepositoryScan,
+    now: int,
+    sinks: Sequence[str],
+    last_page: Sequence[StagedTag] = (),
+) -> ScanOutcome:
+    """Merge the scan into the index (call inside one write transaction): the staged tags plus
+    `last_page`, the listing's final page. Nothing staged (a repository listed in one page):
+    the page is merged directly (merge.py); otherwise it is staged and merged with the rest."""
+    if not scan.staged:
+        return merge_listing(conn, scan, last_page, now, sinks)
+    if last_page:
+        stage_tags(conn, scan, last_page)
+    return _merge_staged(conn, scan, now, sinks)
+
+
+def _merge_staged(
     conn: Connection, scan: RepositoryScan, now: int, sinks: Sequence[str]
 ) -> ScanOutcome:
-    """Merge the staged tags into the index (call inside one write transaction)."""
     key = require_account(conn, scan.account, lock=True)
     _check_current(conn, scan)
     prefer_set_joins(conn)

@@ -21,6 +21,7 @@ import uvicorn
 
 from harness import PushedImage, RegistryHandle, fault_rules
 from regwatch.api import create_app
+from regwatch.api.cache import DEFAULT_TTL, ResponseCache
 from regwatch.cli.serve_cmd import listen_socket
 from regwatch.config.halconfig import edit_config
 from regwatch.config.model import DockerRegistryAccount
@@ -43,6 +44,7 @@ class Running:
     base: str
     config: Path
     session: aiohttp.ClientSession
+    cache: ResponseCache
 
     async def get(self, path: str, **params: Any) -> tuple[int, Any]:
         async with self.session.get(self.base + path, params=params) as resp:
@@ -64,7 +66,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: Path, store_url: str) -> AsyncIterator[Running]:
+async def serving(
+    config: Path, store_url: str, *, cache_seconds: float = DEFAULT_TTL
+) -> AsyncIterator[Running]:
     snapshot = load_snapshot(config, environ={})
     service = Service(
         snapshot,
@@ -74,7 +78,7 @@ async def serving(config: Path, store_url: str) -> AsyncIterator[Running]:
         environ={},
         stop_timeout=10,
     )
-    app = create_app(service)
+    app = create_app(service, cache_seconds=cache_seconds)
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan="on"))
@@ -86,7 +90,7 @@ async def serving(config: Path, store_url: str) -> AsyncIterator[Running]:
             await asyncio.sleep(0.05)
         assert server.started, "the service did not start"
         async with aiohttp.ClientSession() as session:
-            yield Running(service, f"http://127.0.0.1:{port}", config, session)
+            yield Running(service, f"http://127.0.0.1:{port}", config, session, app.state.cache)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
@@ -290,6 +294,42 @@ async def test_a_requested_scan_picks_up_a_new_tag_at_once(
 
         await eventually(has_new_tag, timeout=10)  # well before the 1-hour interval
         assert (await svc.health())["accounts"]["local"]["scans"] == 2
+
+
+async def test_the_services_own_scan_invalidates_cached_lookups_at_once(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    push_images: Callable[..., list[PushedImage]],
+    store_url: str,
+    config: Path,
+) -> None:
+    """Cached for up to an hour, yet the answers after a scan that landed a tag hold it."""
+    repo = f"{unique_name}app"
+    push_images(registry_anonymous, repo, ["1.0"])
+    add_account(
+        config, "local", registry_anonymous.url, repositories=[repo], cacheIntervalSeconds=3600
+    )
+    async with serving(config, store_url, cache_seconds=3600) as svc:
+        await eventually(lambda: _is(svc.state("local"), "ok"))
+
+        async def lookups() -> tuple[list[str], list[str]]:
+            _, tags = await svc.get("/dockerRegistry/images/tags", account="local", repository=repo)
+            _, found = await svc.get(
+                "/dockerRegistry/images/find", account="local", repository=repo, count="10"
+            )
+            return tags, [item["tag"] for item in found]
+
+        assert await lookups() == (["1.0"], ["1.0"])
+        assert await lookups() == (["1.0"], ["1.0"])  # now answered from the cache
+        assert svc.cache.hits >= 2
+        push_images(registry_anonymous, repo, ["1.1"])
+        await svc.post("/dockerRegistry/accounts/local/scan")
+
+        async def scanned_twice() -> bool:
+            return bool((await svc.health())["accounts"]["local"]["scans"] == 2)
+
+        await eventually(scanned_twice, timeout=10)
+        assert await lookups() == (["1.0", "1.1"], ["1.0", "1.1"])
 
 
 async def test_accounts_added_edited_and_deleted_in_the_file_apply_without_restart(

@@ -168,7 +168,8 @@ class TrigramCounts:
         try:
             self.load()
         except Exception:  # a missed refresh only costs speed; retried after max_age
-            log.warning("could not read the substring index's vocabulary", exc_info=True)
+            # debug: a short-lived process (`regwatch images find`) may close the store mid-load
+            log.debug("could not read the substring index's vocabulary", exc_info=True)
             self._loaded_at = time.monotonic()
         finally:
             self._loading.release()

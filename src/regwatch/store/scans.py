@@ -53,22 +53,31 @@ from regwatch.store.sorting import semver_key
 s = scan_staging
 
 
+_KNOWN = and_(tags.c.account == bindparam("account"), tags.c.repository == bindparam("repository"))
+_KNOWN_ALL = Prepared(
+    lambda _: select(tags.c.tag, tags.c.digest).where(_KNOWN), "account", "repository"
+)
+# prebuilt (compiled once by SQLAlchemy's cache); the IN list is expanded per call
+_KNOWN_SOME = select(tags.c.tag, tags.c.digest).where(
+    _KNOWN, tags.c.tag.in_(bindparam("names", expanding=True))
+)
+
+
 def known_tags(
     conn: Connection, account: str, repository: str, only: Iterable[str] | None = None
 ) -> dict[str, str | None]:
     """tag → stored digest (None when not tracked), for all tags or for the `only` ones."""
-    query = select(tags.c.tag, tags.c.digest).where(
-        tags.c.account == account, tags.c.repository == repository
-    )
     if only is None:
-        return {row.tag: row.digest for row in conn.execute(query)}
+        return dict(_KNOWN_ALL.rows(conn, (account, repository)))
     wanted = list(dict.fromkeys(only))
     found: dict[str, str | None] = {}
     for start in range(0, len(wanted), 500):
-        part = wanted[start : start + 500]
-        found.update(
-            {row.tag: row.digest for row in conn.execute(query.where(tags.c.tag.in_(part)))}
-        )
+        params = {
+            "account": account,
+            "repository": repository,
+            "names": wanted[start : start + 500],
+        }
+        found.update(conn.execute(_KNOWN_SOME, params).all())
     return found
 
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from regwatch.config.model import DockerRegistryAccount
+from regwatch.errors import ConfigError
 from regwatch.indexer.leases import ScanLeases, lease_name
 from regwatch.indexer.scheduler import Scheduler
+from regwatch.service.core import SCAN_LEASE_ENV, Service
 from regwatch.store import AsyncStore, open_store
 
 
@@ -186,3 +190,35 @@ async def test_one_instance_alone_scans_on_its_interval(
     starts = scans.starts("a")
     assert len(starts) == 3, starts
     assert scans.holders() == {"serve:only"}
+
+
+def write_empty_config(path: Path) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "currentDeployment": "default",
+                "deploymentConfigurations": [{"name": "default", "providers": {}}],
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+def test_a_bad_scan_lease_setting_is_refused(value: str, store_url: str, tmp_path: Path) -> None:
+    config = write_empty_config(tmp_path / "config")
+    environ = {"REGWATCH_STORE_URL": store_url, SCAN_LEASE_ENV: value, "HOME": str(tmp_path)}
+    with pytest.raises(ConfigError, match=SCAN_LEASE_ENV):
+        Service.open(config, environ=environ)
+
+
+async def test_the_service_leases_scans_for_its_instance_id(store_url: str, tmp_path: Path) -> None:
+    config = write_empty_config(tmp_path / "config")
+    environ = {"REGWATCH_STORE_URL": store_url, SCAN_LEASE_ENV: "4.5", "HOME": str(tmp_path)}
+    service = Service.open(config, environ=environ, instance_id="serve:test:1")
+    try:
+        assert (service.leases.ttl, service.leases.holder_id) == (4.5, "serve:test:1")
+        assert await service.leases.take("a")
+        assert await service.leases.holder("a") == "serve:test:1"
+    finally:
+        await service.store.aclose()

@@ -111,7 +111,11 @@ class Service:
         env = os.environ if environ is None else environ
         snapshot = load_snapshot(resolve_config_path(config_path), environ=env)
         store = open_store(resolve_store_url(snapshot.settings.store.url, env))
-        return cls(snapshot, store, environ=env, **kwargs)
+        try:
+            return cls(snapshot, store, environ=env, **kwargs)
+        except BaseException:  # e.g. a bad REGWATCH_SCAN_LEASE_SECONDS: do not leak the store
+            store.close()
+            raise
 
     # --- views -----------------------------------------------------------------------------------
     @property

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from regwatch.errors import StoreError
 from regwatch.store import DIGEST_CHANGED, TAG_ADDED, ScanOutcome, StagedTag, Store, open_store
 from regwatch.store import merge as merge_module
+from regwatch.store.schema import scan_staging
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SINKS = ("echo", "hook")
@@ -233,3 +235,21 @@ def test_a_last_page_larger_than_one_insert_statement(store: Store) -> None:
     outcome = scan(store, "big", moved, staged=False)
     assert (outcome.changed, outcome.removed, outcome.tags) == (617, 617, 617)
     assert set(store.known_tags("hub", "big").values()) == {"sha256:2"}
+
+
+def staging_rows(store: Store) -> int:
+    with store.engines.reader.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(scan_staging)).scalar_one())
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["direct", "staged"])
+def test_rows_left_by_an_abandoned_scan_are_ignored_then_dropped(
+    store: Store, staged: bool
+) -> None:
+    store.replace_repositories("hub", ["app"])
+    scan(store, "app", [StagedTag("old"), StagedTag("gone")], staged=False)
+    abandoned = store.begin_repository_scan("hub", "app")  # killed after staging a page
+    store.stage_tags(abandoned, [StagedTag.seen("old"), StagedTag.seen("gone")])
+    outcome = scan(store, "app", [StagedTag.seen("old")], staged=staged)
+    assert (outcome.removed, outcome.tags) == (1, 1)  # not kept by the abandoned rows
+    assert staging_rows(store) == 0

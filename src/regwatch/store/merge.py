@@ -64,9 +64,14 @@ _CURRENT = Prepared(
     "account",
     "repository",
 )
-_PUSHED = Prepared(
-    lambda _: select(scan_staging.c.tag).where(scan_staging.c.scan_id == bindparam("scan_id")),
-    "scan_id",
+_IN_STAGING = and_(
+    scan_staging.c.account == bindparam("account"),
+    scan_staging.c.repository == bindparam("repository"),
+)
+_STAGED = Prepared(
+    lambda _: select(scan_staging.c.scan_id, scan_staging.c.tag).where(_IN_STAGING),
+    "account",
+    "repository",
 )
 _EXISTING = Prepared(
     lambda _: select(tags.c.id, tags.c.tag, tags.c.digest).where(_IN_REPOSITORY),
@@ -176,10 +181,7 @@ _FINISH_REPOSITORY = Prepared(
     "account",
     "repository",
 )
-_DROP_PUSHED = Prepared(
-    lambda _: scan_staging.delete().where(scan_staging.c.scan_id == bindparam("scan_id")),
-    "scan_id",
-)
+_DROP_STAGED = Prepared(lambda _: scan_staging.delete().where(_IN_STAGING), "account", "repository")
 
 
 @dataclass
@@ -203,8 +205,9 @@ def merge_listing(
 ) -> ScanOutcome:
     """Apply a complete listing of the scan's repository (call inside one write transaction)."""
     key = _check_current(conn, scan)
-    pushed = {row[0] for row in _PUSHED.rows(conn, (scan.scan_id,))}
     where = (scan.account, scan.repository)
+    staged = _STAGED.rows(conn, where)  # pushes' hand-offs, and leftovers of abandoned scans
+    pushed = {tag for scan_id, tag in staged if scan_id == scan.scan_id}
     existing = {tag: (tag_id, digest) for tag_id, tag, digest in _EXISTING.rows(conn, where)}
     diff = _diff(listed, existing, pushed)
     _write_tags(conn, scan, key, diff, len(existing) - len(diff.removed), now)
@@ -212,8 +215,8 @@ def merge_listing(
     count = len(existing) - len(diff.removed) + len(diff.inserts)
     touched = diff.inserts or diff.changed or diff.removed
     _FINISH_REPOSITORY.run(conn, (count, now, now if touched else None, *where))
-    if pushed:
-        _DROP_PUSHED.run(conn, (scan.scan_id,))
+    if staged:
+        _DROP_STAGED.run(conn, where)
     return ScanOutcome(len(diff.inserts), diff.changed, len(diff.removed), count, event_count)
 
 

@@ -81,30 +81,7 @@ def known_tags(
     return found
 
 
-_BEGIN = Prepared(
-    lambda _: (
-        select(accounts.c.registry, repositories.c.name, repositories.c.last_ok_at)
-        .select_from(
-            accounts.outerjoin(
-                repositories,
-                and_(
-                    repositories.c.account == accounts.c.name,
-                    repositories.c.name == bindparam("repository"),
-                ),
-            )
-        )
-        .where(accounts.c.name == bindparam("account"))
-    ),
-    "account",
-    "repository",
-)
-_DROP_STAGED = Prepared(
-    lambda _: delete(s).where(
-        s.c.account == bindparam("account"), s.c.repository == bindparam("repository")
-    ),
-    "account",
-    "repository",
-)
+# claim the repository; its last good time and the account's registry come back with it
 _CLAIM = Prepared(
     lambda _: (
         update(repositories)
@@ -113,6 +90,12 @@ _CLAIM = Prepared(
             repositories.c.name == bindparam("repository"),
         )
         .values(scan_id=bindparam("scan_id"))
+        .returning(
+            repositories.c.last_ok_at,
+            select(accounts.c.registry)
+            .where(accounts.c.name == repositories.c.account)
+            .scalar_subquery(),
+        )
     ),
     "scan_id",
     "account",
@@ -123,17 +106,18 @@ _CLAIM = Prepared(
 def begin_repository_scan(
     conn: Connection, account: str, repository: str, now: int
 ) -> RepositoryScan:
-    """Start a scan: drop leftovers of an abandoned one and claim the repository for this one
-    (a few prepared statements: it runs once per repository on the single writer)."""
-    row = _BEGIN.first(conn, (account, repository))
-    if row is None:
-        raise StoreError(f"account {account!r} is not in the store")
-    registry, present, last_ok = row
-    if present is None:
-        ensure_repository(conn, account, repository)
-    _DROP_STAGED.run(conn, (account, repository))
+    """Claim the repository for a new scan: one UPDATE … RETURNING (it runs once per repository
+    on the single writer). Staging rows left by an abandoned scan are dropped by the next
+    finish or failure of the repository, and ignored until then (they carry another scan id)."""
     scan_id = str(uuid.uuid4())
-    _CLAIM.run(conn, (scan_id, account, repository))
+    row = _CLAIM.first(conn, (scan_id, account, repository))
+    if row is None:  # not in the store yet (or the account is not)
+        require_account(conn, account)
+        ensure_repository(conn, account, repository)
+        row = _CLAIM.first(conn, (scan_id, account, repository))
+    if row is None:
+        raise StoreError(f"cannot claim {account}/{repository} for a scan")
+    last_ok, registry = row
     return RepositoryScan(
         scan_id=scan_id,
         account=account,
@@ -229,7 +213,8 @@ def _merge_staged(
     if added or changed or removed:
         values["changed_at"] = now
     conn.execute(update(repositories).where(_repository(scan)).values(values))
-    conn.execute(delete(s).where(mine))
+    # this scan's rows, and any an abandoned scan of the repository left behind
+    conn.execute(delete(s).where(s.c.account == scan.account, s.c.repository == scan.repository))
     return ScanOutcome(added, changed, int(removed), int(count), event_count)
 
 

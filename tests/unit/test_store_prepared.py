@@ -8,13 +8,13 @@ from sqlalchemy import bindparam, column, insert, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from regwatch.store import merge, scans
+from regwatch.store import claims, merge, scans
 from regwatch.store.prepared import Prepared, json_text
 
 DIALECTS = [sqlite.dialect(), postgresql.psycopg.dialect()]  # type: ignore[attr-defined]
 STATEMENTS = [
     (f"{module.__name__}.{name}", value)
-    for module in (merge, scans)
+    for module in (claims, merge, scans)
     for name, value in vars(module).items()
     if isinstance(value, Prepared)
 ]

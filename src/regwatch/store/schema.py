@@ -262,6 +262,7 @@ scan_jobs = Table(
     Column("tag_errors", Integer, nullable=False),
     Column("scanned_by", String(255)),  # the instance that last finished it (kept across passes)
     Column("scanned_at", Millis),
+    Column("scanned_run", BigInteger),  # the pass it was last scanned in
     ForeignKeyConstraint(["account"], ["accounts.name"], ondelete="CASCADE"),
     Index(None, "run_id", "status"),
     Index(None, "status", "lease_expires_at"),

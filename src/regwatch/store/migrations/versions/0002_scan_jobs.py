@@ -44,6 +44,7 @@ def upgrade() -> None:
         *(_count(name) for name in ("events", "tag_errors")),
         sa.Column("scanned_by", sa.String(255)),
         sa.Column("scanned_at", sa.BigInteger()),
+        sa.Column("scanned_run", sa.BigInteger()),
         sa.ForeignKeyConstraint(
             ["account"],
             ["accounts.name"],

@@ -15,7 +15,9 @@ written, with a few prepared statements (prepared.py) run as executemany:
 The rules are those of the staged merge (same results, see tests/integration/test_store_scans.py),
 including the hand-off with push notifications (push.py): a tag recorded by a push while the scan
 was running sits in the staging table under the scan's id; it is kept even though the listing
-missed it, and the scan records no event for it (the push did).
+missed it, and the scan records no event for it (the push did). Whatever the hand-off, an event
+must still say something new at merge time: no `tag_added` for a tag already indexed, no
+`digest_changed` to the digest already indexed (both merges, `_still_news`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from sqlalchemy.engine import Connection
 from regwatch.errors import StoreError
 from regwatch.store.dialect import account_id_range, lock_event_order
 from regwatch.store.prepared import Prepared, json_text
-from regwatch.store.records import RepositoryScan, ScanOutcome, StagedTag, to_ms
+from regwatch.store.records import (
+    DIGEST_CHANGED,
+    TAG_ADDED,
+    RepositoryScan,
+    ScanOutcome,
+    StagedTag,
+    to_ms,
+)
 from regwatch.store.schema import (
     accounts,
     deliveries,
@@ -255,7 +264,7 @@ def _diff(
             diff.updates.append((item, row[0], moved))
             if moved:
                 changed.append((tag, "changed", item.digest, old))
-        if item.event and tag not in pushed:
+        if item.event and tag not in pushed and _still_news(item, row is not None, old):
             diff.events.append((item, old))
     diff.changed = len(changed)
     diff.history += changed  # the staged merge's order: added, changed, removed
@@ -264,6 +273,17 @@ def _diff(
             diff.removed.append((tag_id, tag, digest))
             diff.history.append((tag, "removed", None, digest))
     return diff
+
+
+def _still_news(item: StagedTag, indexed: bool, old: str | None) -> bool:
+    """Whether the event the scan asks for still says something new at merge time: the tag may
+    have been indexed (or moved) meanwhile by a push whose hand-off the scan did not get (on
+    PostgreSQL, a push that read the repository before the scan claimed it)."""
+    if item.event == TAG_ADDED:
+        return not indexed
+    if item.event == DIGEST_CHANGED:
+        return item.digest != old
+    return True
 
 
 def _write_tags(

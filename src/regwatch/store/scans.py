@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     literal,
     not_,
+    or_,
     select,
     update,
 )
@@ -40,7 +41,14 @@ from regwatch.errors import StoreError
 from regwatch.store.accounts import _record_removed, require_account
 from regwatch.store.dialect import account_id_range, lock_event_order, prefer_set_joins, upsert
 from regwatch.store.merge import merge_listing
-from regwatch.store.records import RepositoryScan, ScanOutcome, StagedTag, to_ms
+from regwatch.store.records import (
+    DIGEST_CHANGED,
+    TAG_ADDED,
+    RepositoryScan,
+    ScanOutcome,
+    StagedTag,
+    to_ms,
+)
 from regwatch.store.schema import (
     deliveries,
     events,
@@ -224,7 +232,7 @@ def _record_events(
             literal(now),
         )
         .select_from(s.outerjoin(tags, _same_tag(scan)))
-        .where(mine, s.c.event_id.is_not(None))
+        .where(mine, s.c.event_id.is_not(None), _still_news())
         .order_by(s.c.position)
     )
     columns = [
@@ -266,6 +274,17 @@ def _record_events(
         ]
         conn.execute(insert(deliveries).from_select(names, rows))
     return count
+
+
+def _still_news() -> ColumnElement[bool]:
+    """A staged event still says something new at merge time (as merge.py's `_still_news`): no
+    `tag_added` for a tag already indexed, no `digest_changed` to the digest already indexed
+    (a push recorded it meanwhile without a hand-off, or its hand-off was staged over)."""
+    return or_(
+        s.c.event_kind.not_in([TAG_ADDED, DIGEST_CHANGED]),
+        and_(s.c.event_kind == TAG_ADDED, tags.c.id.is_(None)),
+        and_(s.c.event_kind == DIGEST_CHANGED, tags.c.digest.is_distinct_from(s.c.digest)),
+    )
 
 
 def _update_existing(

@@ -10,6 +10,8 @@ account's rate cap, see `ratecap.py`: deferred to its slot, the attempt not coun
 (retried later with backoff, see `retry.py`); or dead-lettered. The store hands out at most one
 delivery per sink and repository at a time, oldest first, which keeps each repository's events
 in order. Events recorded while nobody dispatches wait in the store and go out on restart.
+The dispatcher also prunes the outbox every `prune_interval` (finished deliveries and old events,
+after `regwatch.eventRetentionDays`, see `regwatch.store.prune`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 LEASE_NAME = "outbox"
 STATS_INTERVAL = 1.0  # gauges refreshed (two GROUP BYs over pending/dead rows)
+PRUNE_INTERVAL = 3600.0  # seconds between outbox prunes (the first soon after taking the lead)
+PRUNE_BATCH = 1000  # rows per table per prune transaction
 
 
 class OutboxWorker:
@@ -55,12 +59,14 @@ class OutboxWorker:
         monotonic: Callable[[], float] = time.monotonic,
         poll_interval: float = 1.0,
         stats_interval: float = STATS_INTERVAL,
+        prune_interval: float = PRUNE_INTERVAL,
     ) -> None:
         self.store = store
         self.holder = holder
         self.metrics = metrics or EventMetrics()
         self.poll_interval = poll_interval
         self.stats_interval = stats_interval
+        self.prune_interval = prune_interval
         self._settings = settings
         self._rng = rng or random.Random()
         self._clock = clock
@@ -72,6 +78,7 @@ class OutboxWorker:
         self.dispatching = False
         self._renew_at = 0.0
         self._stats_at = 0.0
+        self._prune_at = 0.0
         self._in_flight: set[asyncio.Task[None]] = set()
 
     # --- public --------------------------------------------------------------------------------
@@ -108,6 +115,7 @@ class OutboxWorker:
             await self._wait(stopping, self._delivery.lease_seconds / 3)
             return
         await self._refresh_stats()
+        await self._prune()
         capacity = self._delivery.concurrency - len(self._in_flight)
         claimed: list[Delivery] = []
         if capacity > 0:
@@ -257,6 +265,29 @@ class OutboxWorker:
             error,
             " — dead-lettered" if retry_at is None else f" — next attempt in {delay:.1f} s",
         )
+
+    # --- pruning -------------------------------------------------------------------------------
+    async def _prune(self) -> None:
+        """Every `prune_interval`, delete what the retention lets go: one short transaction per
+        cycle, the next cycle goes on while there was more (claims interleave with a big prune)."""
+        if self._monotonic() < self._prune_at:
+            return
+        self._prune_at = self._monotonic() + self.prune_interval
+        cutoff = self._clock() - self._settings().event_retention
+        try:
+            pruned = await self.store.call(Store.prune_outbox, cutoff, limit=PRUNE_BATCH)
+        except Exception as exc:  # pruning must never stop deliveries: tried again later
+            log.warning("outbox: could not prune old deliveries and events: %s", exc)
+            return
+        if pruned.full(PRUNE_BATCH):
+            self._prune_at = 0.0
+        if pruned.deliveries or pruned.events:
+            log.info(
+                "outbox: pruned %d finished deliveries and %d events older than %s",
+                pruned.deliveries,
+                pruned.events,
+                f"{cutoff:%Y-%m-%d %H:%M} UTC",
+            )
 
     # --- settings and statistics ---------------------------------------------------------------
     @property

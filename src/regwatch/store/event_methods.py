@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
-from regwatch.store import deliveries, outbox, push, queries
+from regwatch.store import deliveries, outbox, prune, push, queries
 from regwatch.store.marks import writes
 from regwatch.store.records import (
     Delivery,
@@ -77,7 +77,7 @@ class EventMethods:
         """A failed attempt: retry at `retry_at`, or dead-letter the delivery when None."""
         retry = None if retry_at is None else to_ms(retry_at)
         with self._write() as conn:
-            return outbox.fail_delivery(conn, delivery_id, holder, error, retry)
+            return outbox.fail_delivery(conn, delivery_id, holder, error, retry, self._now())
 
     @writes
     def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
@@ -183,3 +183,10 @@ class EventMethods:
     def outbox_counts(self) -> deliveries.OutboxCounts:
         with self._read() as conn:
             return deliveries.outbox_counts(conn)
+
+    @writes
+    def prune_outbox(self, older_than: datetime, *, limit: int = 1000) -> prune.Pruned:
+        """Delete deliveries finished before `older_than`, then the events older than it that
+        have no delivery left; at most `limit` rows of each (see store/prune.py)."""
+        with self._write() as conn:
+            return prune.prune_outbox(conn, to_ms(older_than), limit)

@@ -131,9 +131,15 @@ def complete_delivery(conn: Connection, delivery_id: int, holder: str, now: int)
 
 
 def fail_delivery(
-    conn: Connection, delivery_id: int, holder: str, error: str, retry_at: int | None
+    conn: Connection,
+    delivery_id: int,
+    holder: str,
+    error: str,
+    retry_at: int | None,
+    now: int | None = None,
 ) -> bool:
-    """Record a failed attempt: retry at `retry_at`, or dead-letter it when that is None."""
+    """Record a failed attempt: retry at `retry_at`, or dead-letter it when that is None (at
+    `now`: its `delivered_at` is when it finished, which the outbox prune goes by)."""
     values: dict[str, Any] = {
         "last_error": clip(error),
         "lease_holder": None,
@@ -141,6 +147,7 @@ def fail_delivery(
     }
     if retry_at is None:
         values["status"] = "dead"
+        values["delivered_at"] = now
     else:
         values["next_attempt_at"] = retry_at
     result = conn.execute(update(deliveries).where(_held(delivery_id, holder)).values(values))

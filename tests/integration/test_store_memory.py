@@ -14,7 +14,7 @@ import pytest
 
 SCRIPT = r"""
 import sys
-from regwatch.store import TAG_ADDED, StagedTag, open_store
+from regwatch.store import DIGEST_CHANGED, StagedTag, open_store
 
 def peak_mb():
     with open("/proc/self/status") as status:
@@ -32,7 +32,7 @@ for rescan in range(2):
     for page_start in range(0, 100_000, 1_000):
         page = [StagedTag(f"build-{i}", digest=f"sha256:{i + rescan:064x}",
                           labels={"commitId": f"{i:040x}", "branch": "main"},
-                          event=TAG_ADDED if rescan else None)
+                          event=DIGEST_CHANGED if rescan else None)
                 for i in range(page_start, page_start + 1_000)]
         store.stage_tags(scan, page)
     outcome = store.finish_repository_scan(scan, sinks=["echo"])

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from regwatch.store.checkpoint import BackgroundCheckpointer, checkpoint_in_background
 from regwatch.store.url import ensure_sqlite_directory, parse_store_url, sqlite_path
 
 BUSY_TIMEOUT_MS = 10_000
@@ -31,8 +32,11 @@ class Engines:
     writer: Engine
     reader: Engine
     is_sqlite: bool
+    checkpointer: BackgroundCheckpointer | None = None  # SQLite file: WAL checkpoints
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:  # before the writer: its close checkpoints the rest
+            self.checkpointer.close()
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
@@ -44,12 +48,14 @@ def make_engines(url: str, *, pool_size: int = 5) -> Engines:
         engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True)
         return Engines(writer=engine, reader=engine, is_sqlite=False)
     ensure_sqlite_directory(url)
-    if sqlite_path(url) is None:  # in-memory: one shared connection, or nothing would persist
+    path = sqlite_path(url)
+    if path is None:  # in-memory: one shared connection, or nothing would persist
         engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE", poolclass=StaticPool)
         return Engines(writer=engine, reader=engine, is_sqlite=True)
     writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1, max_overflow=0)
+    checkpointer = checkpoint_in_background(writer, path)
     reader = _sqlite_engine(url, begin="BEGIN", pool_size=pool_size, max_overflow=pool_size)
-    return Engines(writer=writer, reader=reader, is_sqlite=True)
+    return Engines(writer=writer, reader=reader, is_sqlite=True, checkpointer=checkpointer)
 
 
 def _sqlite_engine(url: str, *, begin: str, **pool_args: Any) -> Engine:

@@ -79,6 +79,9 @@ class ScanRequested(BaseModel):
     account: str
     requested: bool
     scanning: bool = Field(description="a scan was running: another follows right after it")
+    queued: bool = Field(False, description="another instance holds the account and scans it")
+    holder: str | None = Field(None, description="the instance holding the account's lease")
+    instance: str | None = Field(None, description="the instance that answered")
 
 
 class Health(BaseModel):

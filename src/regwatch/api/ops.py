@@ -16,7 +16,7 @@ from regwatch.api.shaping import account_not_found
 from regwatch.api.views import account_status_view, iso, schedule_view
 from regwatch.service import Service
 from regwatch.service.metrics import CONTENT_TYPE
-from regwatch.store import Store
+from regwatch.store import AccountStatus, Store
 
 router = APIRouter(tags=["operations"])
 
@@ -84,7 +84,44 @@ async def account_status(request: Request, account: str) -> Response:
     budget = _budget_view(service, configured.registry)
     view = account_status_view(account, service.schedule(account), status, budget, time.time())
     view["registry"] = configured.registry
+    view.update(await instances_view(service, account, status))
     return json_response(view)
+
+
+async def instances_view(
+    service: Service, account: str, status: AccountStatus | None
+) -> dict[str, Any]:
+    """Which instance scanned what and when (several instances): per repository, the instance
+    that last scanned it (a job of a shared pass, or the account's run at that time), and the
+    newest run's pass when it was shared (its jobs per state, done per instance)."""
+    scans = await service.store.call(Store.repository_scans, account)
+    run = status.last_run if status is not None else None
+    summary = await service.store.call(Store.scan_pass, run.id) if run is not None else None
+    shared = None
+    if summary is not None and summary.jobs:
+        shared = {
+            "runId": summary.run_id,
+            "instance": summary.holder,
+            "status": summary.status,
+            "repositories": summary.jobs,
+            "pending": summary.pending,
+            "claimed": summary.claimed,
+            "done": summary.done,
+            "byInstance": dict(summary.by_instance),
+        }
+    return {
+        "sharedPass": shared,
+        "repositoryScans": [
+            {
+                "repository": scan.repository,
+                "instance": scan.instance,
+                "scannedAt": iso(scan.at),
+                "runId": scan.run_id,
+                "shared": scan.shared,
+            }
+            for scan in scans
+        ],
+    }
 
 
 @router.post(
@@ -94,13 +131,10 @@ async def account_status(request: Request, account: str) -> Response:
     responses=NOT_FOUND,
 )
 async def scan_now(request: Request, account: str) -> Response:
-    """Scan the account now (or right after the scan that is running)."""
+    """Scan the account now (or right after the scan that is running), whichever instance
+    holds it: the request is kept in the store; `queued` says another instance (`holder`, when
+    one holds the account) will scan it, within its lease retry period."""
     service = service_of(request)
     if service.account(account) is None:
         raise ApiError(404, account_not_found(account))
-    if not service.scanning:
-        raise ApiError(409, "scanning is off on this instance (regwatch serve --no-scan)")
-    schedule = service.request_scan(account)
-    scanning = schedule is not None and schedule.state == "scanning"
-    body = {"account": account, "requested": schedule is not None, "scanning": scanning}
-    return json_response(body, status=202)
+    return json_response(await service.queue_scan(account), status=202)

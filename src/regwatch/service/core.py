@@ -30,22 +30,25 @@ from typing import Any
 from regwatch.config.halconfig import resolve_config_path
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.config.settings import ServiceSettings
-from regwatch.errors import ConfigError, RegwatchError
-from regwatch.indexer.leases import DEFAULT_TTL, ScanLeases
+from regwatch.errors import RegwatchError
+from regwatch.indexer.job_worker import JobWorker
+from regwatch.indexer.leases import ScanLeases
 from regwatch.indexer.reload import AccountSet, ConfigSnapshot, ConfigWatcher, load_snapshot
 from regwatch.indexer.scheduler import AccountSchedule, ScanFunction, Scheduler, diff_accounts
+from regwatch.indexer.shares import DEFAULT_SHARE_ABOVE
 from regwatch.registry import RegistryClient
 from regwatch.registry.transport import Transport
+from regwatch.service import instances
+from regwatch.service.instances import HOLDER_PREFIX, SCAN_LEASE_ENV, SHARE_ENV
 from regwatch.service.metrics import MeteredTransport, Metrics
 from regwatch.service.workers import Worker, WorkerFactory, Workers, describe_error
 from regwatch.store import AsyncStore, Store, open_store, resolve_store_url
 
 log = logging.getLogger(__name__)
+__all__ = ["HOLDER_PREFIX", "SCAN_LEASE_ENV", "SHARE_ENV", "Service"]
 
 SinksFunction = Callable[[DockerRegistryAccount], Sequence[str]]
 ReloadListener = Callable[[ConfigSnapshot], Awaitable[None] | None]
-HOLDER_PREFIX = "serve:"  # scan runs are recorded as held by "serve:HOST:PID"
-SCAN_LEASE_ENV = "REGWATCH_SCAN_LEASE_SECONDS"  # how long a crashed instance's accounts wait
 
 
 class Service:
@@ -74,8 +77,22 @@ class Service:
         self.started_at: float | None = None
         self.stop_timeout = stop_timeout
         self.scanning = scanning  # False: serve the index as it is (API and workers only)
+        env = environ or os.environ
         self.leases = ScanLeases(
-            self.store, self.instance_id, ttl=scan_lease or _lease_seconds(environ or os.environ)
+            self.store, self.instance_id, ttl=scan_lease or instances.lease_seconds(env)
+        )
+        # None: every account is scanned whole by its lease's holder (the default on SQLite,
+        # where a single process writes); else larger accounts' passes are shared
+        self.share_above = instances.share_above(
+            env, default=None if store.is_sqlite else DEFAULT_SHARE_ABOVE
+        )
+        self.jobs = JobWorker(
+            self.store,
+            self.instance_id,
+            accounts=lambda: self.accounts.accounts,
+            transport=lambda: self.transport,
+            sinks=lambda account: self._sinks(account),
+            ttl=self.leases.ttl,
         )
         self.scheduler = Scheduler(
             scan or self._scan_account,
@@ -108,7 +125,7 @@ class Service:
         **kwargs: Any,
     ) -> Service:
         """Load the config file and open (or create) the store. Raises ConfigError/StoreError."""
-        env = os.environ if environ is None else environ
+        env = environ or os.environ
         snapshot = load_snapshot(resolve_config_path(config_path), environ=env)
         store = open_store(resolve_store_url(snapshot.settings.store.url, env))
         try:
@@ -165,12 +182,16 @@ class Service:
         self._transport = MeteredTransport(self.metrics)
         self.started_at = time.time()
         await self._remove_unconfigured()
-        await self._close_abandoned_runs()
+        await instances.close_abandoned_runs(self)
         if self.scanning:
             await self.scheduler.apply(self.accounts.accounts.values())
         await self._refresh_tag_counts()
         self._log_accounts()
         self.add_worker("config-watcher", lambda: self.watcher.run(self.stopping))
+        if self.scanning:
+            self.add_worker("scan-requests", lambda: instances.watch_scan_requests(self))
+        if self.scanning and self.share_above is not None:
+            self.add_worker("scan-jobs", lambda: self.jobs.run(self.stopping))
         self._workers.start_all()
 
     async def stop(self) -> None:
@@ -185,6 +206,10 @@ class Service:
 
     def request_scan(self, name: str) -> AccountSchedule | None:
         return self.scheduler.request_scan(name)
+
+    async def queue_scan(self, name: str) -> dict[str, Any]:
+        """Scan now, whichever instance holds the account (`instances.queue_scan`)."""
+        return await instances.queue_scan(self, name)
 
     # --- config changes --------------------------------------------------------------------------
     async def _apply(self, snapshot: ConfigSnapshot) -> None:
@@ -227,46 +252,6 @@ class Service:
             if name not in keep:
                 await self._delete_account(name)
 
-    async def _close_abandoned_runs(self) -> None:
-        """A service killed mid-scan leaves its run "running": close it as failed when it was
-        this host's and its process is gone (another instance's runs are left alone)."""
-        prefix = f"{HOLDER_PREFIX}{socket.gethostname()}:"
-        for name in self.accounts.accounts:
-            status = await self.store.call(Store.account_status, name)
-            run = status.last_run if status is not None else None
-            if run is None or run.status != "running" or not (run.holder or "").startswith(prefix):
-                continue
-            pid = (run.holder or "").removeprefix(prefix)
-            if pid.isdigit() and not _alive(int(pid)):
-                await self.store.call(
-                    Store.finish_run,
-                    run.id,
-                    requests=run.requests,
-                    repositories_ok=run.repositories_ok,
-                    repositories_failed=run.repositories_failed,
-                    status="failed",
-                    errors=[{"repository": None, "error": f"abandoned: process {pid} died"}],
-                )
-
-    async def _close_taken_over_run(self, name: str) -> None:
-        """This instance holds the account's lease: a run of another instance still "running"
-        is one whose lease lapsed (its instance died or lost the store): close it as failed."""
-        status = await self.store.call(Store.account_status, name)
-        run = status.last_run if status is not None else None
-        holder = run.holder if run is not None else None
-        if run is None or run.status != "running" or holder is None or holder == self.instance_id:
-            return
-        if holder.startswith(HOLDER_PREFIX):
-            await self.store.call(
-                Store.finish_run,
-                run.id,
-                requests=run.requests,
-                repositories_ok=run.repositories_ok,
-                repositories_failed=run.repositories_failed,
-                status="failed",
-                errors=[{"repository": None, "error": f"abandoned: the lease of {holder} lapsed"}],
-            )
-
     def _log_accounts(self) -> None:
         if not self.accounts.enabled and self.accounts.accounts:
             log.warning(
@@ -281,7 +266,12 @@ class Service:
     async def _scan_account(self, account: DockerRegistryAccount, stop: asyncio.Event) -> Any:
         from regwatch.indexer.jobs import scan_account
 
-        await self._close_taken_over_run(account.name)
+        await instances.consume_scan_request(self, account.name)
+        shared = await instances.shared_pass(self, account, stop)
+        if shared is not None:
+            await self._refresh_tag_counts()
+            return shared
+        await instances.close_taken_over_run(self, account.name)
         run = await scan_account(
             account,
             store=self.store,
@@ -289,12 +279,12 @@ class Service:
             sinks=self._sinks(account),
             stop=stop,
             holder=self.instance_id,
-            client=self._client(account),
+            client=self.client_for(account),
         )
         await self._refresh_tag_counts()
         return run
 
-    def _client(self, account: DockerRegistryAccount) -> RegistryClient | None:
+    def client_for(self, account: DockerRegistryAccount) -> RegistryClient | None:
         """The account's client, kept across scans (its learned auth scheme and tokens save
         requests) and rebuilt when the account's settings change. None: let the scan build one
         (and report a client that cannot be built, e.g. an unreadable CA file, as its error)."""
@@ -351,27 +341,3 @@ def _no_sinks(account: DockerRegistryAccount) -> Sequence[str]:
 def _warn_restart_settings(before: ServiceSettings, after: ServiceSettings) -> None:
     if before.store != after.store or before.listen != after.listen:
         log.warning("regwatch.store / regwatch.listen changed: restart the service to apply them")
-
-
-def _lease_seconds(environ: Mapping[str, str]) -> float:
-    """The scan lease from the environment (a positive number of seconds), else the default."""
-    raw = environ.get(SCAN_LEASE_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TTL
-    except ValueError:
-        raise ConfigError(f"{SCAN_LEASE_ENV}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ConfigError(f"{SCAN_LEASE_ENV} must be more than 0 seconds")
-    return value
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

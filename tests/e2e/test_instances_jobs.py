@@ -1,0 +1,205 @@
+"""Shared passes and scan-now forwarding with three `regwatch serve` on one PostgreSQL (issue 7).
+
+An account with more repositories than REGWATCH_SHARE_REPOSITORIES_ABOVE is scanned one
+repository per job: the holder of the account's lease publishes a pass, every instance claims
+repositories. Counted at the registry (the fault proxy's request log): each repository listed
+once per pass, passes once per interval across the three; the repositories of a pass are spread
+over several instances; an instance killed mid-pass has its claimed repositories taken over
+within one lease; "scan now" on an instance that does not hold the account is scanned by the one
+that does. Reuses the fixtures and helpers of test_instances_scale.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import test_instances_scale as scale
+from test_instances_scale import INTERVAL, LEASE, runs, tags_list_counts
+from triggers_support import NEVER, Serve, ServeFactory, eventually, write_config
+
+from harness import FaultProxy, RegistryHandle, fault_rules, push_images
+from harness.postgres import PostgresServer
+
+# the fixtures of the three-instance tests: one PostgreSQL database, serve processes on it, and
+# the fault proxy in front of the registry that records the requests
+database, serve, proxy = scale.database, scale.serve, scale.proxy
+
+SHARE_ABOVE = 4
+SLOW = 0.3  # seconds added to every tags/list: a pass outlasts one instance's polling period
+
+Database = tuple[PostgresServer, str]
+
+
+def big_account(
+    path: Path, proxy: FaultProxy, repositories: list[str], interval: int = INTERVAL
+) -> None:
+    account = {"name": "big", "address": proxy.url, "repositories": repositories,
+               "cacheIntervalSeconds": interval}  # fmt: skip
+    write_config(path, [account], {})
+
+
+def sharing(serve: ServeFactory, above: int = SHARE_ABOVE) -> ServeFactory:
+    serve.env["REGWATCH_SHARE_REPOSITORIES_ABOVE"] = str(above)
+    return serve
+
+
+def jobs(database: Database) -> list[tuple[str, str, str | None, int | None, int]]:
+    """(repository, status, holder, scanned_run, attempts) of every job."""
+    server, name = database
+    with server.connect(name) as conn:
+        rows = conn.execute(
+            "SELECT repository, status, holder, scanned_run, attempts FROM scan_jobs "
+            "ORDER BY position"
+        ).fetchall()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def pushed(registry: RegistryHandle, unique_name: str, count: int) -> list[str]:
+    repositories = [f"{unique_name}svc{i:02d}" for i in range(count)]
+    for repository in repositories:
+        push_images(registry, repository, ["1.0"])
+    return repositories
+
+
+def test_a_large_account_is_scanned_once_per_interval_spread_over_the_instances(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    serve: ServeFactory,
+    database: Database,
+) -> None:
+    repositories = pushed(registry_anonymous, unique_name, 12)
+    proxy.add(fault_rules.slow_headers(SLOW, path="/tags/list", times=None))
+    config = tmp_path / "config"
+    big_account(config, proxy, repositories)
+    instances = [sharing(serve)(config) for _ in range(3)]
+    instances[0].wait_scanned("big")
+
+    proxy.clear_requests()
+    started = time.time()
+    scanners: dict[int, set[str]] = {}  # pass -> instances that scanned its repositories
+    while time.time() < started + 4 * INTERVAL + 0.5:
+        for _, status, holder, scanned_run, _ in jobs(database):
+            if status == "done" and scanned_run is not None and holder is not None:
+                scanners.setdefault(scanned_run, set()).add(holder)
+        time.sleep(0.1)
+    counts = tags_list_counts(proxy, repositories)
+    passes = [run for run in runs(database) if run[0] == "big" and run[3] >= started]
+    # once per pass, and a pass once per interval across the three: each alone would list
+    # every repository ~3-4 times in the window, ~10 for three
+    assert all(2 <= count <= 4 for count in counts), counts
+    assert max(counts) - min(counts) <= 1, counts
+    assert 2 <= len(passes) <= 4, passes
+    assert any(len(holders) >= 2 for holders in scanners.values()), scanners
+
+    status = instances[1].get("/dockerRegistry/accounts/big/status")
+    by_repository = {scan["repository"]: scan for scan in status["repositoryScans"]}
+    assert set(by_repository) == set(repositories)
+    assert all(scan["shared"] and scan["instance"] for scan in by_repository.values())
+    shared = status["sharedPass"]
+    assert shared["repositories"] == 12
+    assert shared["runId"] == status["lastRun"]["runId"]
+    assert shared["instance"] == status["lastRun"]["instance"]
+
+
+def test_repositories_claimed_by_an_instance_killed_mid_pass_are_taken_over_within_a_lease(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    serve: ServeFactory,
+    database: Database,
+) -> None:
+    repositories = pushed(registry_anonymous, unique_name, 10)
+    config = tmp_path / "config"
+    big_account(config, proxy, repositories)
+    instances = {running.process.pid: running for running in
+                 [sharing(serve)(config) for _ in range(3)]}  # fmt: skip
+    instances[next(iter(instances))].wait_scanned("big")
+    # from now on a repository takes 1.5 s to list: the next pass is in progress for a while
+    proxy.add(fault_rules.slow_headers(1.5, path="/tags/list", times=None))
+
+    def claimed() -> dict[str, str]:
+        return {repo: holder for repo, status, holder, _, _ in jobs(database)
+                if status == "claimed" and holder}  # fmt: skip
+
+    eventually(lambda: len(set(claimed().values())) >= 2, 30, "a pass claimed by two instances")
+    victim_holder = next(iter(claimed().values()))
+    victim = next(pid for pid in instances if victim_holder.endswith(f":{pid}"))
+    instances.pop(victim).kill()
+    killed_at = time.time()
+    orphans = {repo for repo, holder in claimed().items() if holder == victim_holder}
+    assert orphans
+
+    taken: dict[str, float] = {}
+
+    def all_taken() -> bool:
+        for repo, _, holder, _, attempts in jobs(database):
+            if repo in orphans and repo not in taken and holder != victim_holder and attempts:
+                taken[repo] = time.time()
+        return set(taken) == orphans
+
+    eventually(all_taken, 3 * LEASE, "another instance claims the victim's repositories")
+    assert max(taken.values()) - killed_at <= LEASE + 1.0, (taken, killed_at)
+
+    def pass_finished() -> bool:
+        return not any(status != "done" for _, status, _, _, _ in jobs(database))
+
+    eventually(pass_finished, 30, "the pass finishes without the victim")
+    survivor = next(iter(instances.values()))
+    status = survivor.get("/dockerRegistry/accounts/big/status")
+    assert victim_holder not in {scan["instance"] for scan in status["repositoryScans"]
+                                 if scan["repository"] in orphans}  # fmt: skip
+
+
+def holder_and_other(instances: list[Serve], database: Database) -> tuple[Serve, Serve, str]:
+    """The instance holding the account `big`'s lease (after its first scan), another one,
+    and the holder's id."""
+    holder_id = next(holder for account, holder, _, _ in runs(database) if account == "big")
+    (holder,) = [i for i in instances if holder_id.endswith(f":{i.process.pid}")]
+    other = next(i for i in instances if i is not holder)
+    return holder, other, holder_id
+
+
+@pytest.mark.parametrize("count", [2, 6], ids=["whole", "shared"])
+def test_scan_now_on_an_instance_that_does_not_hold_the_account_is_scanned_by_the_holder(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    serve: ServeFactory,
+    database: Database,
+    count: int,
+) -> None:
+    repositories = pushed(registry_anonymous, unique_name, count)
+    config = tmp_path / "config"
+    big_account(config, proxy, repositories, interval=NEVER)  # no scan but the first, unless asked
+    instances = [sharing(serve)(config) for _ in range(3)]
+    instances[0].wait_scanned("big")
+    holder, other, holder_id = holder_and_other(instances, database)
+    before = len(runs(database))
+
+    asked_at = time.time()
+    code, body = other.request("POST", "/dockerRegistry/accounts/big/scan")
+    assert code == 202, body
+    assert body["queued"] is True
+    assert body["holder"] == holder_id
+    assert body["instance"] != holder_id
+
+    def scanned_again() -> bool:
+        return len(runs(database)) > before and runs(database)[-1][2] != "running"
+
+    eventually(scanned_again, 5.0 + 10, "the holder scans the account")  # retry_in is 5 s
+    account, scanned_by, status, started = runs(database)[-1]
+    assert (account, scanned_by, status) == ("big", holder_id, "ok")
+    assert started - asked_at <= 5.0 + 1.0
+    assert len(runs(database)) == before + 1  # scanned once, by the holder only
+    server, name = database
+    with server.connect(name) as conn:
+        assert conn.execute("SELECT count(*) FROM scan_requests").fetchone() == (0,)
+    code, body = holder.request("POST", "/dockerRegistry/accounts/big/scan")
+    assert code == 202, body
+    assert (body["queued"], body["holder"]) == (False, holder_id)

@@ -255,7 +255,7 @@ def find_event(conn: Connection, ref: str, now: int) -> EventView | None:
 
 def outbox_counts(conn: Connection) -> OutboxCounts:
     """Pending and dead deliveries per sink, pending ones per sink and account (delivered and
-    skipped ones are not counted: the table keeps them all)."""
+    skipped ones are not counted: the table keeps them for the retention, see prune.py)."""
     by_status = conn.execute(
         select(d.c.sink, d.c.status, func.count())
         .where(d.c.status.in_(("pending", "dead")))

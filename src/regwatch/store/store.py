@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from regwatch.models import ImageConfig, ManifestInfo, TagRecord
 from regwatch.store import accounts as acc
 from regwatch.store import cache, claims, queries, scans
 from regwatch.store.engine import Engines
 from regwatch.store.event_methods import EventMethods
+from regwatch.store.failures import as_store_error, store_errors
 from regwatch.store.jobs_methods import ScanJobMethods
 from regwatch.store.marks import is_writer, writes
 from regwatch.store.prepared import savepoint
@@ -72,16 +74,24 @@ class Store(EventMethods, ScanJobMethods):
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engines.reader.connect() as conn, conn.begin():
+        """A read transaction; a database failure is a StoreError (store/failures.py)."""
+        with store_errors(self.url, "read"), self.engines.reader.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        """The write transaction (or write_batch's); a database failure is a StoreError."""
         batch: Connection | None = getattr(self._batch, "conn", None)
         if batch is not None:  # inside write_batch: its transaction (and the call's savepoint)
-            yield batch
+            with store_errors(self.url, "write"):
+                yield batch
             return
-        with self._write_lock, self.engines.writer.connect() as conn, conn.begin():
+        with (
+            store_errors(self.url, "write"),
+            self._write_lock,
+            self.engines.writer.connect() as conn,
+            conn.begin(),
+        ):
             yield conn
 
     def write_batch(self, calls: Sequence[Callable[[], Any]]) -> list[tuple[Any, Exception | None]]:
@@ -106,7 +116,11 @@ class Store(EventMethods, ScanJobMethods):
                             outcomes.append((None, exc))
                 finally:
                     self._batch.conn = None
-        except Exception as exc:  # the commit failed: nothing of the batch was stored
+        except DBAPIError as exc:  # the commit failed: nothing of the batch was stored
+            error = as_store_error(exc, self.url, "write")
+            error.__cause__ = exc
+            return [(None, error)] * len(calls)
+        except Exception as exc:
             return [(None, exc)] * len(calls)
         return outcomes
 

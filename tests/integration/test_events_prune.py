@@ -5,10 +5,9 @@ and the tag history stay. Both stores."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
+from store_support import T0, Clock
 
 from harness.webhook_receiver import WebhookReceiver
 from regwatch.config.settings import parse_settings
@@ -16,29 +15,9 @@ from regwatch.events.outbox import OutboxWorker
 from regwatch.store import AsyncStore, StagedTag, Store, open_store
 from regwatch.store.prune import Pruned
 
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 LEASE = timedelta(seconds=30)
 DIGEST = "sha256:" + "d" * 64
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: Clock) -> Iterator[Store]:
-    with open_store(store_url, clock=clock) as opened:
-        yield opened
 
 
 def push(store: Store, tag: str, sinks: tuple[str, ...] = ("ci",), repo: str = "app") -> int:

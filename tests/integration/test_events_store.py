@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
+from store_support import T0, Clock
 
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, StagedTag, Store, open_store
+from regwatch.store import DIGEST_CHANGED, TAG_ADDED, StagedTag, Store
 from regwatch.store.push import PushOutcome
 
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 SINKS = ("echo", "ci")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: Clock) -> Iterator[Store]:
-    with open_store(store_url, clock=clock) as opened:
-        yield opened
 
 
 def push(

@@ -13,35 +13,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
+from store_support import Clock
 
 from regwatch.errors import StoreError
 from regwatch.store import TAG_ADDED, StagedTag, Store, open_store
 from regwatch.store import scans as scans_module
 
 T = TypeVar("T")
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 INSTANCES = 4
-
-
-class Clock:
-    """One clock for all instances (their clocks agree; tests move time explicitly)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -6,35 +6,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from store_support import Clock
 
 from regwatch.store import TAG_ADDED, AsyncStore, StagedTag, Store, open_store
 
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: Clock) -> Iterator[Store]:
-    with open_store(store_url, clock=clock) as opened:
-        opened.ensure_account("hub", "reg.example")
-        yield opened
+def store(store: Store) -> Store:
+    store.ensure_account("hub", "reg.example")
+    return store
 
 
 def push(store: Store, repo: str, *tags: str, sinks: tuple[str, ...] = ("echo",)) -> None:

@@ -4,41 +4,28 @@ staging, atomic merge, failure isolation, events."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from store_support import Clock
 
 from regwatch.errors import StoreError
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, ScanOutcome, StagedTag, Store, open_store
+from regwatch.store import DIGEST_CHANGED, TAG_ADDED, ScanOutcome, StagedTag, Store
 from regwatch.store import scans as scans_module
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float = 60) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
-def store(store_url: str, clock: Clock) -> Iterator[Store]:
-    with open_store(store_url, clock=clock) as opened:
-        opened.ensure_account("hub", "reg.example:5000")
-        opened.replace_repositories("hub", ["team/app", "team/db"])
-        yield opened
+def store(store: Store) -> Store:
+    store.ensure_account("hub", "reg.example:5000")
+    store.replace_repositories("hub", ["team/app", "team/db"])
+    return store
 
 
 def scan(

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from harness import FaultProxy, PushedImage, RegistryHandle, fault_rules, free_port, populate
+from harness.clouddriver import expected_item
 from regwatch.store import open_store
 
 BIN = Path(sys.executable).parent / "regwatch"
@@ -72,12 +73,17 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**clean, "HOME": str(home), "REGWATCH_STORE_URL": f"sqlite:///{tmp_path}/store.db"}
 
 
+def regwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `regwatch` command to the end (60 s at most), its output captured."""
+    return subprocess.run(
+        [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 @pytest.fixture
 def cli(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
+        result = regwatch(env, *args)
         assert result.returncode == 0, result.stderr
         return result
 
@@ -119,21 +125,12 @@ def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Serve]]
             running.process.wait(10)
 
 
-def item(handle: RegistryHandle, account: str, image: PushedImage) -> dict[str, Any]:
-    return {
-        "repository": image.repository,
-        "tag": image.tag,
-        "account": account,
-        "registry": handle.host,
-        "digest": image.digest,
-        "artifact": {
-            "name": image.repository,
-            "type": "docker",
-            "version": image.tag,
-            "reference": f"{handle.host}/{image.repository}:{image.tag}",
-            "metadata": {"registry": handle.host, "labels": {}},
-        },
-    }
+def add_account(
+    cli: Callable[..., subprocess.CompletedProcess[str]], name: str, address: str, *options: str
+) -> None:
+    """`regwatch config provider docker-registry account add NAME --address ADDRESS …`."""
+    cli("config", "provider", "docker-registry", "account", "add", name, "--address", address,
+        *options)  # fmt: skip
 
 
 def test_serve_indexes_serves_reloads_and_stops_cleanly(
@@ -148,27 +145,14 @@ def test_serve_indexes_serves_reloads_and_stops_cleanly(
     images = push_images(registry_anonymous, app, ["1.0", "1.1"])
     push_images(registry_anonymous, other, ["9"])
     cli("config", "provider", "docker-registry", "enable")
-    cli(
-        "config",
-        "provider",
-        "docker-registry",
-        "account",
-        "add",
-        "local",
-        "--address",
-        registry_anonymous.url,
-        "--repositories",
-        app,
-        "--cache-interval-seconds",
-        "1",
-        "--track-digests",
-    )
+    add_account(cli, "local", registry_anonymous.url, "--repositories", app,
+                "--cache-interval-seconds", "1", "--track-digests")  # fmt: skip
     service = serve()
     eventually(lambda: service.state("local") == "ok", what="the first scan")
 
     assert service.get("/dockerRegistry/images/find", account="local", repository=app) == (
         200,
-        [item(registry_anonymous, "local", i) for i in images],
+        [expected_item(registry_anonymous, "local", i) for i in images],
     )
     assert service.get(
         "/images/tags", provider="dockerRegistry", account="local", repository=app
@@ -187,24 +171,12 @@ def test_serve_indexes_serves_reloads_and_stops_cleanly(
         found = service.get(
             "/dockerRegistry/images/find", account="local", repository=app, tag="1.2"
         )[1]
-        return found == [item(registry_anonymous, "local", newer)]
+        return found == [expected_item(registry_anonymous, "local", newer)]
 
     eventually(has_newer, 15, "the new tag")
 
-    cli(
-        "config",
-        "provider",
-        "docker-registry",
-        "account",
-        "add",
-        "second",
-        "--address",
-        registry_anonymous.url,
-        "--repositories",
-        other,
-        "--cache-interval-seconds",
-        "1",
-    )
+    add_account(cli, "second", registry_anonymous.url, "--repositories", other,
+                "--cache-interval-seconds", "1")  # fmt: skip
     eventually(lambda: service.get("/credentials/second")[0] == 200, 15, "the added account")
     eventually(
         lambda: (
@@ -245,19 +217,7 @@ def test_sigterm_mid_scan_stops_at_a_repository_boundary(
     populate(handle, 8, 5, prefix="team/")
     with FaultProxy.for_registry(handle) as proxy:
         proxy.add(fault_rules.slow_headers(0.7, path=r"^/v2/.+/tags/list$", times=None))
-        cli(
-            "config",
-            "provider",
-            "docker-registry",
-            "account",
-            "add",
-            "slow",
-            "--address",
-            proxy.url,
-            "--cache-interval-seconds",
-            "3600",
-            "--no-validate",
-        )
+        add_account(cli, "slow", proxy.url, "--cache-interval-seconds", "3600", "--no-validate")
         service = serve()
 
         def some_done() -> bool:
@@ -299,20 +259,8 @@ def test_a_registry_that_is_down_keeps_health_up_and_its_data_served(
 ) -> None:
     handle = registry_factory("anonymous")
     push_images(handle, "team/app", ["1.0"])
-    cli(
-        "config",
-        "provider",
-        "docker-registry",
-        "account",
-        "add",
-        "flaky",
-        "--address",
-        handle.url,
-        "--cache-interval-seconds",
-        "1",
-        "--client-timeout-millis",
-        "2000",
-    )
+    add_account(cli, "flaky", handle.url, "--cache-interval-seconds", "1",
+                "--client-timeout-millis", "2000")  # fmt: skip
     service = serve()
     eventually(lambda: service.state("flaky") == "ok", what="the first scan")
     assert handle.process is not None
@@ -330,14 +278,7 @@ def test_a_registry_that_is_down_keeps_health_up_and_its_data_served(
 def test_start_up_errors_are_one_line_and_exit_1(env: dict[str, str], tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.write_text("currentDeployment: [unclosed\n")
-    result = subprocess.run(
-        [str(BIN), "serve", "--config", str(broken)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = regwatch(env, "serve", "--config", str(broken))
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ")
     assert "not valid YAML" in result.stderr
@@ -347,13 +288,6 @@ def test_start_up_errors_are_one_line_and_exit_1(env: dict[str, str], tmp_path: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(BIN), "serve", "--port", str(port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = regwatch(env, "serve", "--port", str(port))
     assert result.returncode == 1
     assert f"Error: cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -10,32 +10,24 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
+from api_support import serve_app
 
 from harness import PushedImage, RegistryHandle, fault_rules
+from harness.clouddriver import expected_item
 from regwatch.api import create_app
 from regwatch.api.cache import DEFAULT_TTL, ResponseCache
-from regwatch.cli.serve_cmd import listen_socket
 from regwatch.config.halconfig import edit_config
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.indexer.reload import load_snapshot
 from regwatch.service import Service
 from regwatch.store import Store, open_store
-
-
-class _QuietServer(uvicorn.Server):
-    """No signal handlers: the test process keeps its own."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -79,22 +71,8 @@ async def serving(
         stop_timeout=10,
     )
     app = create_app(service, cache_seconds=cache_seconds)
-    sock = listen_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = _QuietServer(uvicorn.Config(app, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(200):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "the service did not start"
-        async with aiohttp.ClientSession() as session:
-            yield Running(service, f"http://127.0.0.1:{port}", config, session, app.state.cache)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
+    async with serve_app(app) as base, aiohttp.ClientSession() as session:
+        yield Running(service, base, config, session, app.state.cache)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -112,27 +90,58 @@ def add_account(config: Path, name: str, address: str, **fields: Any) -> None:
         cfg.set_enabled(True)
 
 
-def expected_item(handle: RegistryHandle, account: str, image: PushedImage) -> dict[str, Any]:
-    """Clouddriver's item for a pushed image, built independently of regwatch's code."""
-    return {
-        "repository": image.repository,
-        "tag": image.tag,
-        "account": account,
-        "registry": handle.host,
-        "digest": image.digest,
-        "artifact": {
-            "name": image.repository,
-            "type": "docker",
-            "version": image.tag,
-            "reference": f"{handle.host}/{image.repository}:{image.tag}",
-            "metadata": {"registry": handle.host, "labels": {}},
-        },
-    }
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     return tmp_path / "config"
+
+
+@dataclass
+class Anonymous:
+    """The session's anonymous registry (repositories under a unique prefix) and the config."""
+
+    handle: RegistryHandle
+    prefix: str
+    push: Callable[..., list[PushedImage]]
+    config: Path
+    store_url: str
+
+    def repository(self, name: str, tags: list[str]) -> str:
+        """Push `tags` to the repository `name` (under the prefix); its full name."""
+        repo = f"{self.prefix}{name}"
+        self.push(self.handle, repo, tags)
+        return repo
+
+    def add(self, account: str, *repositories: str) -> None:
+        """Add an account for those repositories, scanned hourly (scans here are requested)."""
+        add_account(
+            self.config,
+            account,
+            self.handle.url,
+            repositories=list(repositories),
+            cacheIntervalSeconds=3600,
+        )
+
+    def serving(self, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Running]:
+        return serving(self.config, self.store_url, **kwargs)
+
+
+@pytest.fixture
+def anonymous(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    push_images: Callable[..., list[PushedImage]],
+    config: Path,
+    store_url: str,
+) -> Anonymous:
+    return Anonymous(registry_anonymous, unique_name, push_images, config, store_url)
+
+
+async def tags_of(svc: Running, account: str, repository: str) -> Any:
+    return (await svc.get("/dockerRegistry/images/tags", account=account, repository=repository))[1]
+
+
+async def scans_of(svc: Running, account: str) -> Any:
+    return (await svc.health())["accounts"][account]["scans"]
 
 
 async def test_every_endpoint_answers_what_the_registry_holds(
@@ -268,52 +277,32 @@ async def test_bad_parameters_are_400_in_the_one_error_shape(store_url: str, con
         assert (status, body["message"]) == (404, "Account does not exist (name: nope)")
 
 
-async def test_a_requested_scan_picks_up_a_new_tag_at_once(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    push_images: Callable[..., list[PushedImage]],
-    store_url: str,
-    config: Path,
-) -> None:
-    repo = f"{unique_name}app"
-    push_images(registry_anonymous, repo, ["1.0"])
-    add_account(
-        config, "local", registry_anonymous.url, repositories=[repo], cacheIntervalSeconds=3600
-    )
-    async with serving(config, store_url) as svc:
+async def test_a_requested_scan_picks_up_a_new_tag_at_once(anonymous: Anonymous) -> None:
+    repo = anonymous.repository("app", ["1.0"])
+    anonymous.add("local", repo)
+    async with anonymous.serving() as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
-        push_images(registry_anonymous, repo, ["1.1"])
+        anonymous.repository("app", ["1.1"])
         status, body = await svc.post("/dockerRegistry/accounts/local/scan")
         assert status == 202
         assert body["account"] == "local"
         assert body["requested"] is True
-
-        async def has_new_tag() -> bool:
-            tags = await svc.get("/dockerRegistry/images/tags", account="local", repository=repo)
-            return tags[1] == ["1.0", "1.1"]
-
-        await eventually(has_new_tag, timeout=10)  # well before the 1-hour interval
-        assert (await svc.health())["accounts"]["local"]["scans"] == 2
+        # well before the 1-hour interval
+        await eventually(lambda: _is(tags_of(svc, "local", repo), ["1.0", "1.1"]), timeout=10)
+        assert await scans_of(svc, "local") == 2
 
 
 async def test_the_services_own_scan_invalidates_cached_lookups_at_once(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    push_images: Callable[..., list[PushedImage]],
-    store_url: str,
-    config: Path,
+    anonymous: Anonymous,
 ) -> None:
     """Cached for up to an hour, yet the answers after a scan that landed a tag hold it."""
-    repo = f"{unique_name}app"
-    push_images(registry_anonymous, repo, ["1.0"])
-    add_account(
-        config, "local", registry_anonymous.url, repositories=[repo], cacheIntervalSeconds=3600
-    )
-    async with serving(config, store_url, cache_seconds=3600) as svc:
+    repo = anonymous.repository("app", ["1.0"])
+    anonymous.add("local", repo)
+    async with anonymous.serving(cache_seconds=3600) as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
 
         async def lookups() -> tuple[list[str], list[str]]:
-            _, tags = await svc.get("/dockerRegistry/images/tags", account="local", repository=repo)
+            tags = await tags_of(svc, "local", repo)
             _, found = await svc.get(
                 "/dockerRegistry/images/find", account="local", repository=repo, count="10"
             )
@@ -322,34 +311,21 @@ async def test_the_services_own_scan_invalidates_cached_lookups_at_once(
         assert await lookups() == (["1.0"], ["1.0"])
         assert await lookups() == (["1.0"], ["1.0"])  # now answered from the cache
         assert svc.cache.hits >= 2
-        push_images(registry_anonymous, repo, ["1.1"])
+        anonymous.repository("app", ["1.1"])
         await svc.post("/dockerRegistry/accounts/local/scan")
-
-        async def scanned_twice() -> bool:
-            return bool((await svc.health())["accounts"]["local"]["scans"] == 2)
-
-        await eventually(scanned_twice, timeout=10)
+        await eventually(lambda: _is(scans_of(svc, "local"), 2), timeout=10)
         assert await lookups() == (["1.0", "1.1"], ["1.0", "1.1"])
 
 
 async def test_accounts_added_edited_and_deleted_in_the_file_apply_without_restart(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    push_images: Callable[..., list[PushedImage]],
-    store_url: str,
-    config: Path,
+    anonymous: Anonymous, config: Path
 ) -> None:
-    first, second = f"{unique_name}one", f"{unique_name}two"
-    push_images(registry_anonymous, first, ["a"])
-    push_images(registry_anonymous, second, ["b"])
-    add_account(
-        config, "one", registry_anonymous.url, repositories=[first], cacheIntervalSeconds=3600
-    )
-    async with serving(config, store_url) as svc:
+    registry_anonymous = anonymous.handle
+    first, second = anonymous.repository("one", ["a"]), anonymous.repository("two", ["b"])
+    anonymous.add("one", first)
+    async with anonymous.serving() as svc:
         await eventually(lambda: _is(svc.state("one"), "ok"))
-        add_account(
-            config, "two", registry_anonymous.url, repositories=[second], cacheIntervalSeconds=3600
-        )
+        anonymous.add("two", second)
 
         async def two_served() -> bool:
             found = await svc.get("/dockerRegistry/images/find", account="two")

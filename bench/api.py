@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from store_find import load  # the bulk loader, shared with bench/store_find.py
 
-from regwatch.store import open_store
+from regwatch.store import current_revision, head_revision, open_store, upgrade
+from regwatch.store.dialect import merge_search_index
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -71,8 +72,21 @@ class Result:
 
 
 def ensure_db(path: Path, rows: int) -> None:
-    """Build the 1M-row store once (~1 min); later runs reuse the file."""
+    """Build the 1M-row store once (~1 min); later runs reuse the file, migrated to the
+    current schema (new migrations add tables; the tags and their index stay as built).
+
+    The substring index is left as the service's maintenance leaves it (its background
+    refresh merges an index of more than 4 segments, `merge_search_index`); the bulk load
+    writes 7. Merging here keeps that ~2 s of work out of the measured rounds."""
     if path.exists():
+        url = f"sqlite:///{path}"
+        if current_revision(url) != head_revision():
+            upgrade(url)
+        store = open_store(url)
+        try:
+            merge_search_index(store.engines.reader)
+        finally:
+            store.close()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -80,6 +94,7 @@ def ensure_db(path: Path, rows: int) -> None:
     store = open_store(f"sqlite:///{tmp}")
     started = time.perf_counter()
     load(store, rows, random.Random(42))
+    merge_search_index(store.engines.reader)
     store.close()
     os.replace(tmp, path)
     print(f"loaded {rows:,} rows in {time.perf_counter() - started:.0f} s into {path}")

@@ -10,7 +10,7 @@ import pytest
 
 from regwatch.models import ImageConfig, ManifestInfo, PlatformManifest
 from regwatch.store import StagedTag, Store, open_store
-from regwatch.store.dialect import trigram_counts
+from regwatch.store.dialect import merge_search_index, search_index_segments, trigram_counts
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -62,6 +62,25 @@ def test_substring_search_with_trigram_counts_is_exact(two_accounts: Store) -> N
     assert names(store.find_images("app:zq9")) == ["b:web/app:zq9"]
     assert names(store.find_images("WEB/API:LAT")) == ["a:web/api:latest"]
     assert len(store.find_images("web/ap")) == 9
+
+
+def test_merging_the_substring_index_keeps_every_match(store: Store) -> None:
+    """SQLite: each scan adds a segment to the substring index; the maintenance merges them
+    into one and finds the same tags. PostgreSQL has nothing to merge."""
+    for i in range(6):
+        index(store, "a", "reg.example", f"team/app{i}", [StagedTag(f"1.{j}") for j in range(3)])
+    before = names(store.find_images("app", limit=100))
+    assert len(before) == 18
+    steps = merge_search_index(store.engines.reader, above=1)
+    if not store.is_sqlite:
+        assert steps == 0
+        return
+    with store.engines.reader.connect() as conn:
+        assert search_index_segments(conn.connection.driver_connection) == 1
+    assert steps >= 1
+    assert merge_search_index(store.engines.reader, above=1) == 0  # one segment: nothing to do
+    assert names(store.find_images("app", limit=100)) == before
+    assert names(store.find_images("app3:1.2")) == ["a:team/app3:1.2"]
 
 
 def test_short_queries_fall_back_to_a_scan(two_accounts: Store) -> None:

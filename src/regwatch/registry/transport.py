@@ -152,6 +152,31 @@ class Transport:
         repository: str | None = None,
     ) -> Response:
         """One request with retries; see the module docstring."""
+        try:
+            response = await self._send(
+                ctx, method, url, headers, max_body, budget, data, repository
+            )
+        except Exception:
+            self._finished(ctx, "error")
+            raise
+        self._finished(ctx, str(response.status))
+        return response
+
+    def _finished(self, ctx: RequestContext, outcome: str) -> None:
+        """Hook: one logical request (retries included) ended with `outcome`, its final status
+        or "error" (service/metrics.py counts them)."""
+
+    async def _send(
+        self,
+        ctx: RequestContext,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        max_body: int,
+        budget: RegistryBudget | None,
+        data: bytes | None,
+        repository: str | None,
+    ) -> Response:
         attempt = 0
         while True:
             try:

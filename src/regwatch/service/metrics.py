@@ -4,8 +4,8 @@ Every Service has its own `CollectorRegistry`, so tests and several services in 
 not share counters. Other packages running inside the service (e.g. the events worker) register
 their metrics on `service.metrics.registry`.
 
-Registry traffic is counted by `MeteredTransport`, a `Transport` whose `send()` (one logical
-request, retries included) records the final status per registry; 429s and token fetches come
+Registry traffic is counted by `MeteredTransport`, a `Transport` whose `_finished` hook (called
+by `send()` once per logical request, retries included) records the final status per registry; 429s and token fetches come
 from each scan's run record.
 """
 
@@ -24,11 +24,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import Info as InfoMetric
-from yarl import URL
 
 from regwatch import __version__
-from regwatch.registry.budget import RegistryBudget
-from regwatch.registry.transport import RequestContext, Response, Transport
+from regwatch.registry.transport import RequestContext, Transport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCAN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -176,31 +174,5 @@ class MeteredTransport(Transport):
         super().__init__(**kwargs)
         self._requests = metrics.registry_requests
 
-    async def send(
-        self,
-        ctx: RequestContext,
-        method: str,
-        url: URL,
-        headers: Mapping[str, str],
-        *,
-        max_body: int,
-        budget: RegistryBudget | None = None,
-        data: bytes | None = None,
-        repository: str | None = None,
-    ) -> Response:
-        try:
-            response = await super().send(
-                ctx,
-                method,
-                url,
-                headers,
-                max_body=max_body,
-                budget=budget,
-                data=data,
-                repository=repository,
-            )
-        except Exception:
-            self._requests.labels(ctx.registry, "error").inc()
-            raise
-        self._requests.labels(ctx.registry, str(response.status)).inc()
-        return response
+    def _finished(self, ctx: RequestContext, outcome: str) -> None:
+        self._requests.labels(ctx.registry, outcome).inc()

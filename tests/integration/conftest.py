@@ -11,12 +11,12 @@ store  -> a Store on `store_url` (either backend) running on `clock`; a module t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from store_support import Clock
 
-from regwatch.store import Store, open_store
+from regwatch.store import AsyncStore, Store, open_store
 
 
 @pytest.fixture
@@ -28,3 +28,10 @@ def clock() -> Clock:
 def store(store_url: str, clock: Clock) -> Iterator[Store]:
     with open_store(store_url, clock=clock) as opened:
         yield opened
+
+
+@pytest.fixture
+async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
+    store = AsyncStore(open_store(store_url))
+    yield store
+    await store.aclose()

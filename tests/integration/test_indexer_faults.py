@@ -4,22 +4,53 @@ manifest keeps the tag; nothing good is lost, and the next good scan catches up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from indexer_support import ACCOUNT, digests, event_summary, make_account, scan
 
 from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore, open_store
+from regwatch.config.model import DockerRegistryAccount
+from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore
 
 ProxyFactory = Callable[..., FaultProxy]
 
 
+@dataclass
+class Proxied:
+    """The session's anonymous registry behind a fault proxy, and the repository a test uses."""
+
+    registry: RegistryHandle
+    proxy: FaultProxy
+    repo: str
+
+    def account(self, *repositories: str, **fields: Any) -> DockerRegistryAccount:
+        """An account on the proxy for `repositories` (default: the test's repository)."""
+        return make_account(
+            self.proxy.url, repositories=list(repositories or [self.repo]), **fields
+        )
+
+
 @pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
+def proxied(
+    registry_anonymous: RegistryHandle, unique_name: str, fault_proxy_factory: ProxyFactory
+) -> Proxied:
+    return Proxied(registry_anonymous, fault_proxy_factory(registry_anonymous), f"{unique_name}app")
+
+
+async def private_behind_proxy(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: ProxyFactory,
+    *repositories: str,
+) -> FaultProxy:
+    """A private registry holding tag "1" of each repository, behind a fault proxy."""
+    handle = registry_factory()
+    async with ImagePusher(handle) as pusher:
+        for repo in repositories:
+            await pusher.push(repo, "1")
+    return fault_proxy_factory(handle)
 
 
 @pytest.fixture
@@ -37,11 +68,7 @@ async def test_a_failed_catalog_keeps_the_repositories_and_scans_them(
     astore: AsyncStore,
     fault_proxy_factory: ProxyFactory,
 ) -> None:
-    handle = registry_factory()
-    async with ImagePusher(handle) as pusher:
-        await pusher.push("x/one", "1")
-        await pusher.push("x/two", "1")
-    proxy = fault_proxy_factory(handle)
+    proxy = await private_behind_proxy(registry_factory, fault_proxy_factory, "x/one", "x/two")
     account = make_account(proxy.url, trackDigests=True)
     await scan(account, astore)
     before = {repo: digests(astore, repo) for repo in ("x/one", "x/two")}
@@ -65,10 +92,7 @@ async def test_an_unreachable_registry_fails_the_account_and_keeps_everything(
     astore: AsyncStore,
     fault_proxy_factory: ProxyFactory,
 ) -> None:
-    handle = registry_factory()
-    async with ImagePusher(handle) as pusher:
-        await pusher.push("x/one", "1")
-    proxy = fault_proxy_factory(handle)
+    proxy = await private_behind_proxy(registry_factory, fault_proxy_factory, "x/one")
     account = make_account(proxy.url)
     await scan(account, astore)
     proxy.add(fault_rules.reset(path=r"/_catalog$", times=None))
@@ -83,14 +107,11 @@ async def test_an_unreachable_registry_fails_the_account_and_keeps_everything(
 
 
 async def test_a_failed_tags_list_keeps_that_repository_stale(
-    registry_anonymous: RegistryHandle,
-    two_repos: tuple[str, str],
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxied: Proxied, two_repos: tuple[str, str], astore: AsyncStore
 ) -> None:
     bad, good = two_repos
-    proxy = fault_proxy_factory(registry_anonymous)
-    account = make_account(proxy.url, repositories=[bad, good], trackDigests=True)
+    proxy = proxied.proxy
+    account = proxied.account(bad, good, trackDigests=True)
     await scan(account, astore)
     before = digests(astore, bad)
     last_good = astore.store.repository(ACCOUNT, bad)
@@ -126,17 +147,11 @@ async def test_a_failed_tags_list_keeps_that_repository_stale(
     ids=["malformed-json", "reset", "foreign-next-page", "429"],
 )
 async def test_a_broken_listing_changes_nothing(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
-    rule: fault_rules.Rule,
-    expected: str,
+    proxied: Proxied, astore: AsyncStore, rule: fault_rules.Rule, expected: str
 ) -> None:
-    repo = f"{unique_name}app"
-    proxy = fault_proxy_factory(registry_anonymous)
-    account = make_account(proxy.url, repositories=[repo], trackDigests=True)
-    async with ImagePusher(registry_anonymous) as pusher:
+    repo, proxy = proxied.repo, proxied.proxy
+    account = proxied.account(trackDigests=True)
+    async with ImagePusher(proxied.registry) as pusher:
         old = await pusher.push(repo, "old")
         await pusher.push(repo, "keep")
         await scan(account, astore)
@@ -154,14 +169,10 @@ async def test_a_broken_listing_changes_nothing(
 
 
 async def test_a_single_429_is_waited_out(
-    registry_anonymous: RegistryHandle,
-    two_repos: tuple[str, str],
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxied: Proxied, two_repos: tuple[str, str], astore: AsyncStore
 ) -> None:
-    proxy = fault_proxy_factory(registry_anonymous)
-    proxy.add(fault_rules.status(429, retry_after="0", path=r"/tags/list$", times=1))
-    account = make_account(proxy.url, repositories=list(two_repos))
+    proxied.proxy.add(fault_rules.status(429, retry_after="0", path=r"/tags/list$", times=1))
+    account = proxied.account(*two_repos)
 
     run = await scan(account, astore)
 
@@ -171,15 +182,11 @@ async def test_a_single_429_is_waited_out(
 
 
 async def test_failed_manifests_keep_tags_and_are_retried_next_scan(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxied: Proxied, astore: AsyncStore
 ) -> None:
-    repo = f"{unique_name}app"
-    proxy = fault_proxy_factory(registry_anonymous)
-    account = make_account(proxy.url, repositories=[repo], trackDigests=True)
-    async with ImagePusher(registry_anonymous) as pusher:
+    repo, proxy = proxied.repo, proxied.proxy
+    account = proxied.account(trackDigests=True)
+    async with ImagePusher(proxied.registry) as pusher:
         first = await pusher.push(repo, "moving")
         await scan(account, astore)
         moved = await pusher.push(repo, "moving")
@@ -201,17 +208,13 @@ async def test_failed_manifests_keep_tags_and_are_retried_next_scan(
 
 
 async def test_a_failed_config_blob_leaves_labels_to_the_next_scan(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxied: Proxied, astore: AsyncStore
 ) -> None:
-    repo = f"{unique_name}app"
-    async with ImagePusher(registry_anonymous) as pusher:
+    repo, proxy = proxied.repo, proxied.proxy
+    async with ImagePusher(proxied.registry) as pusher:
         await pusher.push(repo, "1", labels={"commitId": "abc"})
-    proxy = fault_proxy_factory(registry_anonymous)
     proxy.add(fault_rules.truncate(path=r"/blobs/", times=None))
-    account = make_account(proxy.url, repositories=[repo], inspectDigests=True)
+    account = proxied.account(inspectDigests=True)
 
     broken = await scan(account, astore)
 

@@ -4,7 +4,7 @@ repository boundaries, cancellation, several accounts, a reused client, setup fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from indexer_support import ACCOUNT, fast_transport, make_account, repository_names, scan
@@ -13,16 +13,20 @@ from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.indexer import RepositoryResult, ScanProgress, ScanRun, scan_account, scan_accounts
 from regwatch.registry import RegistryClient
-from regwatch.store import AsyncStore, open_store
+from regwatch.store import AsyncStore
 
 ProxyFactory = Callable[..., FaultProxy]
 
 
 @pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
+def proxy(registry_anonymous: RegistryHandle, fault_proxy_factory: ProxyFactory) -> FaultProxy:
+    """A fault proxy in front of the session's anonymous registry."""
+    return fault_proxy_factory(registry_anonymous)
+
+
+def slow_tags_list(proxy: FaultProxy, seconds: float) -> None:
+    """Every tags/list answer from now on waits `seconds` before its headers."""
+    proxy.add(fault_rules.slow_headers(seconds, path=r"/tags/list$", times=None))
 
 
 @pytest.fixture
@@ -76,13 +80,9 @@ async def test_progress_reports_every_repository_and_the_run(
 
 
 async def test_stop_finishes_the_repositories_in_progress_and_records_the_run(
-    registry_anonymous: RegistryHandle,
-    six_repos: list[str],
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxy: FaultProxy, six_repos: list[str], astore: AsyncStore
 ) -> None:
-    proxy = fault_proxy_factory(registry_anonymous)
-    proxy.add(fault_rules.slow_headers(0.1, path=r"/tags/list$", times=None))
+    slow_tags_list(proxy, 0.1)
     stop = asyncio.Event()
     progress = Recorder(stop_after=1, stop=stop)
     account = make_account(proxy.url, repositories=six_repos, cacheThreads=1)
@@ -111,13 +111,9 @@ async def test_stop_finishes_the_repositories_in_progress_and_records_the_run(
 
 
 async def test_cancelling_a_scan_keeps_the_index_consistent_and_closes_the_run(
-    registry_anonymous: RegistryHandle,
-    six_repos: list[str],
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxy: FaultProxy, six_repos: list[str], astore: AsyncStore
 ) -> None:
-    proxy = fault_proxy_factory(registry_anonymous)
-    proxy.add(fault_rules.slow_headers(0.2, path=r"/tags/list$", times=None))
+    slow_tags_list(proxy, 0.2)
     account = make_account(proxy.url, repositories=six_repos, cacheThreads=2)
 
     async with fast_transport() as transport:
@@ -167,12 +163,8 @@ async def test_scan_accounts_runs_each_account_and_keeps_their_order(
 
 
 async def test_a_reused_client_skips_the_api_probe_and_counts_only_its_own_requests(
-    registry_anonymous: RegistryHandle,
-    six_repos: list[str],
-    astore: AsyncStore,
-    fault_proxy_factory: ProxyFactory,
+    proxy: FaultProxy, six_repos: list[str], astore: AsyncStore
 ) -> None:
-    proxy = fault_proxy_factory(registry_anonymous)
     account = make_account(proxy.url, repositories=six_repos[:2])
     async with fast_transport() as transport:
         client = RegistryClient(account.endpoint(), account.credentials(), transport=transport)

@@ -36,6 +36,24 @@ def write_config(path: Path, address: str, store_url: str) -> Path:
     return path
 
 
+def slow_registry(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    shape: tuple[int, int, str],
+    tags_list_delay: float,
+) -> tuple[dict[str, dict[str, str]], FaultProxy]:
+    """A private registry with `shape` = (repositories, tags each, name prefix) behind a proxy
+    that delays every tags/list; what was pushed (repository -> tag -> digest), and the proxy."""
+    repos, tags, prefix = shape
+    handle = registry_factory()
+    expected: dict[str, dict[str, str]] = {}
+    for image in populate(handle, repos, tags, prefix=prefix):
+        expected.setdefault(image.repository, {})[image.tag] = image.digest
+    proxy = fault_proxy_factory(handle)
+    proxy.add(fault_rules.slow_headers(tags_list_delay, path=r"/tags/list$", times=None))
+    return expected, proxy
+
+
 def regwatch(*args: str) -> list[str]:
     return [sys.executable, "-m", "regwatch", *args]
 
@@ -85,13 +103,9 @@ def test_sigkill_mid_scan_leaves_a_consistent_store_that_the_next_scan_completes
     store_url: str,
     tmp_path: Path,
 ) -> None:
-    handle = registry_factory()
-    pushed = populate(handle, REPOS, TAGS, prefix="kill/")
-    expected: dict[str, dict[str, str]] = {}
-    for image in pushed:
-        expected.setdefault(image.repository, {})[image.tag] = image.digest
-    proxy = fault_proxy_factory(handle)
-    proxy.add(fault_rules.slow_headers(0.15, path=r"/tags/list$", times=None))
+    expected, proxy = slow_registry(
+        registry_factory, fault_proxy_factory, (REPOS, TAGS, "kill/"), tags_list_delay=0.15
+    )
     config = write_config(tmp_path / "config", proxy.url, store_url)
     store = open_store(store_url)
 
@@ -149,13 +163,9 @@ def test_ctrl_c_stops_after_the_repositories_in_progress(
     store_url: str,
     tmp_path: Path,
 ) -> None:
-    handle = registry_factory()
-    pushed = populate(handle, 12, 3, prefix="int/")
-    expected: dict[str, dict[str, str]] = {}
-    for image in pushed:
-        expected.setdefault(image.repository, {})[image.tag] = image.digest
-    proxy = fault_proxy_factory(handle)
-    proxy.add(fault_rules.slow_headers(0.2, path=r"/tags/list$", times=None))
+    expected, proxy = slow_registry(
+        registry_factory, fault_proxy_factory, (12, 3, "int/"), tags_list_delay=0.2
+    )
     config = write_config(tmp_path / "config", proxy.url, store_url)
     store = open_store(store_url)
 

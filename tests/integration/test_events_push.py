@@ -11,20 +11,13 @@ from typing import Any
 
 import pytest
 
-from harness import ImagePusher, RegistryHandle
+from harness import ImagePusher, PushedImage, RegistryHandle
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.events.inbound import PushReceiver
 from regwatch.events.metrics import EventMetrics
 from regwatch.events.notifications import PushClaim, parse_notification
 from regwatch.registry import Transport
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore, open_store
-
-
-@pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
+from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore
 
 
 @pytest.fixture
@@ -60,6 +53,16 @@ class Receiving:
         self.woken += 1
 
 
+async def push_one(handle: RegistryHandle, repo: str, tag: str, **kwargs: Any) -> PushedImage:
+    async with ImagePusher(handle) as pusher:
+        return await pusher.push(repo, tag, **kwargs)
+
+
+def claim_at(handle: RegistryHandle, repo: str, tag: str, digest: str | None) -> PushClaim:
+    """A distribution push claim naming the registry by its host."""
+    return PushClaim("distribution", repo, tag, digest, (handle.host,))
+
+
 def envelope(handle: RegistryHandle, repository: str, tag: str, digest: str) -> bytes:
     target = {
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -76,8 +79,7 @@ async def test_a_verified_push_is_indexed_and_fires_once(
     registry_any: RegistryHandle, unique_name: str, astore: AsyncStore, transport: Transport
 ) -> None:
     repo = f"{unique_name}app"
-    async with ImagePusher(registry_any) as pusher:
-        image = await pusher.push(repo, "v1")
+    image = await push_one(registry_any, repo, "v1")
     ctx = Receiving(astore, transport, account(registry_any))
     claims = parse_notification(envelope(registry_any, repo, "v1", image.digest))
     (result,) = await ctx.receiver.receive(claims)
@@ -97,13 +99,12 @@ async def test_a_forged_notification_for_a_missing_tag_changes_nothing(
     registry_anonymous: RegistryHandle, unique_name: str, astore: AsyncStore, transport: Transport
 ) -> None:
     repo = f"{unique_name}app"
-    async with ImagePusher(registry_anonymous) as pusher:
-        real = await pusher.push(repo, "v1")
+    real = await push_one(registry_anonymous, repo, "v1")
     ctx = Receiving(astore, transport, account(registry_anonymous))
     forged = [
-        PushClaim("distribution", repo, "v2", real.digest, (registry_anonymous.host,)),
-        PushClaim("distribution", f"{unique_name}nothing", "v1", None, (registry_anonymous.host,)),
-        PushClaim("distribution", repo, "v1", "sha256:" + "0" * 64, (registry_anonymous.host,)),
+        claim_at(registry_anonymous, repo, "v2", real.digest),
+        claim_at(registry_anonymous, f"{unique_name}nothing", "v1", None),
+        claim_at(registry_anonymous, repo, "v1", "sha256:" + "0" * 64),
     ]
     results = await ctx.receiver.receive(forged)
     assert [(r.outcome, r.detail) for r in results] == [
@@ -129,12 +130,11 @@ async def test_claims_for_other_registries_or_repositories_are_ignored(
     registry_anonymous: RegistryHandle, unique_name: str, astore: AsyncStore, transport: Transport
 ) -> None:
     repo = f"{unique_name}app"
-    async with ImagePusher(registry_anonymous) as pusher:
-        image = await pusher.push(repo, "v1")
+    image = await push_one(registry_anonymous, repo, "v1")
     only_other = account(registry_anonymous, repositories=[f"{unique_name}other"])
     ctx = Receiving(astore, transport, only_other)
     elsewhere = PushClaim("distribution", repo, "v1", image.digest, ("127.0.0.1:1",))
-    here = PushClaim("distribution", repo, "v1", image.digest, (registry_anonymous.host,))
+    here = claim_at(registry_anonymous, repo, "v1", image.digest)
     results = await ctx.receiver.receive([elsewhere, here])
     assert [(r.outcome, r.detail) for r in results] == [
         ("ignored", "no account for the registry (127.0.0.1:1)"),
@@ -170,13 +170,17 @@ async def test_a_pushed_tag_gets_the_data_the_account_asks_for(
 ) -> None:
     repo = f"{unique_name}app"
     created = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
-    async with ImagePusher(registry_anonymous) as pusher:
-        image = await pusher.push(
-            repo, "v1", kind="oci-index", labels={"commitId": "abc"}, created=created
-        )
+    image = await push_one(
+        registry_anonymous,
+        repo,
+        "v1",
+        kind="oci-index",
+        labels={"commitId": "abc"},
+        created=created,
+    )
     full = account(registry_anonymous, inspectDigests=True, sortTagsByDate=True)
     ctx = Receiving(astore, transport, full)
-    claim = PushClaim("distribution", repo, "v1", image.digest, (registry_anonymous.host,))
+    claim = claim_at(registry_anonymous, repo, "v1", image.digest)
     (result,) = await ctx.receiver.receive([claim])
     assert result.outcome == "added"
     stored = astore.store.get_image("local", repo, "v1")
@@ -193,7 +197,7 @@ async def test_an_unreachable_registry_leaves_the_claim_unverified(
     handle = registry_factory()
     ctx = Receiving(astore, transport, account(handle))
     handle.process.down()
-    claim = PushClaim("distribution", f"{unique_name}app", "v1", None, (handle.host,))
+    claim = claim_at(handle, f"{unique_name}app", "v1", None)
     (result,) = await ctx.receiver.receive([claim])
     assert result.outcome == "unverified"
     assert result.retryable
@@ -208,7 +212,7 @@ async def test_a_notification_that_arrives_before_the_tag_is_linked_is_confirmed
     ctx = Receiving(astore, transport, account(registry_anonymous))
     async with ImagePusher(registry_anonymous) as pusher:
         await pusher.push(repo, "other")  # the repository exists, the tag not yet
-        claim = PushClaim("distribution", repo, "v1", None, (registry_anonymous.host,))
+        claim = claim_at(registry_anonymous, repo, "v1", None)
         receiving = asyncio.create_task(ctx.receiver.receive([claim]))
         await asyncio.sleep(0.1)
         image = await pusher.push(repo, "v1")

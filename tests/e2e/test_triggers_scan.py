@@ -62,6 +62,18 @@ def account(name: str, address: str, repository: str, **fields: Any) -> dict[str
             "cacheIntervalSeconds": NEVER, **fields}  # fmt: skip
 
 
+def ci_config(
+    tmp_path: Path, registry: RegistryHandle, repo: str, ci: WebhookReceiver, delivery: Any
+) -> Path:
+    """A config with the account "acct" indexing `repo` and the signed webhook "ci"."""
+    config = tmp_path / "config"
+    webhooks = [{"name": "ci", "url": ci.url, "secret": SECRET}]
+    write_config(
+        config, [account("acct", registry.url, repo)], {"webhooks": webhooks, "delivery": delivery}
+    )
+    return config
+
+
 def tags_of(receiver: WebhookReceiver) -> list[str]:
     return [_content(r.json())["tag"] for r in receiver.delivered()]
 
@@ -182,12 +194,7 @@ def test_a_receiver_down_for_several_retries_then_up_gets_the_event_once(
     ci = receivers()
     ci.down()
     push_images(registry_anonymous, repo, ["1"])
-    config = tmp_path / "config"
-    write_config(
-        config,
-        [account("acct", registry_anonymous.url, repo)],
-        {"webhooks": [{"name": "ci", "url": ci.url, "secret": SECRET}], "delivery": FAST},
-    )
+    config = ci_config(tmp_path, registry_anonymous, repo, ci, FAST)
     running = serve(config)
     running.wait_scanned("acct")
     push_images(registry_anonymous, repo, ["2"])
@@ -220,13 +227,8 @@ def test_sigkill_between_the_index_commit_and_the_delivery_loses_nothing(
     ci = receivers()
     ci.hold(20)  # the first attempt never gets its answer: the service dies before
     push_images(registry_anonymous, repo, ["1"])
-    config = tmp_path / "config"
-    write_config(
-        config,
-        [account("acct", registry_anonymous.url, repo)],
-        {"webhooks": [{"name": "ci", "url": ci.url, "secret": SECRET}],
-         "delivery": {**FAST, "timeoutSeconds": 10, "leaseSeconds": 12}},
-    )  # fmt: skip
+    delivery = {**FAST, "timeoutSeconds": 10, "leaseSeconds": 12}
+    config = ci_config(tmp_path, registry_anonymous, repo, ci, delivery)
     first = serve(config)
     first.wait_scanned("acct")
     push_images(registry_anonymous, repo, ["2"])

@@ -151,58 +151,47 @@ class Transport:
         data: bytes | None = None,
         repository: str | None = None,
     ) -> Response:
-        """One request with retries; see the module docstring."""
+        """One request with retries; see the module docstring. Its outcome goes to `_finished`."""
+        attempt = 0
         try:
-            response = await self._send(
-                ctx, method, url, headers, max_body, budget, data, repository
-            )
+            while True:
+                try:
+                    response = await self._attempt(
+                        ctx, method, url, headers, max_body, budget, data
+                    )
+                except _RetryableError as exc:
+                    if attempt >= self.max_retries:
+                        raise TransportError(
+                            f"registry {ctx.registry}: {exc} (after {attempt + 1} attempts)",
+                            hint="check that the registry is up and reachable from here",
+                            registry=ctx.registry,
+                            repository=repository,
+                        ) from None
+                    delay = self._backoff(ctx, attempt)
+                else:
+                    if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
+                        return self._done(ctx, response)
+                    retry_delay = self._retry_delay(ctx, response, attempt, budget or ctx.budget)
+                    if retry_delay is None:  # the caller reports how long the registry wants
+                        return self._done(ctx, response)
+                    delay = retry_delay
+                ctx.stats.retries += 1
+                attempt += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s %s %s: retry %d in %.2f s", ctx.registry, method, url.path,
+                              attempt, delay)  # fmt: skip
+                await self._sleep(delay)
         except Exception:
             self._finished(ctx, "error")
             raise
+
+    def _done(self, ctx: RequestContext, response: Response) -> Response:
         self._finished(ctx, str(response.status))
         return response
 
     def _finished(self, ctx: RequestContext, outcome: str) -> None:
         """Hook: one logical request (retries included) ended with `outcome`, its final status
         or "error" (service/metrics.py counts them)."""
-
-    async def _send(
-        self,
-        ctx: RequestContext,
-        method: str,
-        url: URL,
-        headers: Mapping[str, str],
-        max_body: int,
-        budget: RegistryBudget | None,
-        data: bytes | None,
-        repository: str | None,
-    ) -> Response:
-        attempt = 0
-        while True:
-            try:
-                response = await self._attempt(ctx, method, url, headers, max_body, budget, data)
-            except _RetryableError as exc:
-                if attempt >= self.max_retries:
-                    raise TransportError(
-                        f"registry {ctx.registry}: {exc} (after {attempt + 1} attempts)",
-                        hint="check that the registry is up and reachable from here",
-                        registry=ctx.registry,
-                        repository=repository,
-                    ) from None
-                delay = self._backoff(ctx, attempt)
-            else:
-                if response.status not in RETRY_STATUSES or attempt >= self.max_retries:
-                    return response
-                retry_delay = self._retry_delay(ctx, response, attempt, budget or ctx.budget)
-                if retry_delay is None:
-                    return response  # the caller reports how long the registry wants us away
-                delay = retry_delay
-            ctx.stats.retries += 1
-            attempt += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s %s: retry %d in %.2f s", ctx.registry, method, url.path, attempt,
-                          delay)  # fmt: skip
-            await self._sleep(delay)
 
     def _retry_delay(
         self, ctx: RequestContext, response: Response, attempt: int, budget: RegistryBudget

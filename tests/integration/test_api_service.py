@@ -111,14 +111,19 @@ class Anonymous:
         self.push(self.handle, repo, tags)
         return repo
 
-    def add(self, account: str, *repositories: str) -> None:
-        """Add an account for those repositories, scanned hourly (scans here are requested)."""
+    def images(self, repo: str, tags: list[str], **kwargs: Any) -> list[PushedImage]:
+        """Push `tags` to the repository `repo` (a full name); the pushed images."""
+        return self.push(self.handle, repo, tags, **kwargs)
+
+    def add(self, account: str, *repositories: str, **fields: Any) -> None:
+        """Add an account for those repositories, scanned hourly unless `fields` say otherwise
+        (scans here are requested)."""
         add_account(
             self.config,
             account,
             self.handle.url,
             repositories=list(repositories),
-            cacheIntervalSeconds=3600,
+            **{"cacheIntervalSeconds": 3600, **fields},
         )
 
     def serving(self, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Running]:
@@ -144,26 +149,14 @@ async def scans_of(svc: Running, account: str) -> Any:
     return (await svc.health())["accounts"][account]["scans"]
 
 
-async def test_every_endpoint_answers_what_the_registry_holds(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    push_images: Callable[..., list[PushedImage]],
-    store_url: str,
-    config: Path,
-) -> None:
+async def test_every_endpoint_answers_what_the_registry_holds(anonymous: Anonymous) -> None:
+    registry_anonymous, unique_name = anonymous.handle, anonymous.prefix
     app, web = f"{unique_name}app", f"{unique_name}web"
     labels = {"commitId": "c0ffee", "buildNumber": "17", "branch": "main"}
-    images = push_images(registry_anonymous, app, ["1.0", "1.1", "latest"], labels=labels)
-    images += push_images(registry_anonymous, web, ["2.0"])
-    add_account(
-        config,
-        "local",
-        registry_anonymous.url,
-        repositories=[app, web],
-        inspectDigests=True,
-        cacheIntervalSeconds=300,
-    )
-    async with serving(config, store_url) as svc:
+    images = anonymous.images(app, ["1.0", "1.1", "latest"], labels=labels)
+    images += anonymous.images(web, ["2.0"])
+    anonymous.add("local", app, web, inspectDigests=True, cacheIntervalSeconds=300)
+    async with anonymous.serving() as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
         by_ref = {
             (i.repository, i.tag): expected_item(registry_anonymous, "local", i) for i in images
@@ -402,25 +395,15 @@ async def test_a_registry_that_goes_down_leaves_health_up_and_its_last_good_data
 
 
 async def test_tags_newest_first_for_sort_tags_by_date_and_metrics_after_scans(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    push_images: Callable[..., list[PushedImage]],
-    store_url: str,
-    config: Path,
+    anonymous: Anonymous,
 ) -> None:
-    repo = f"{unique_name}dated"
+    registry_anonymous = anonymous.handle
+    repo = f"{anonymous.prefix}dated"
     base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
     for tag, days in (("2-mid", 1), ("3-new", 2), ("1-old", 0)):
-        push_images(registry_anonymous, repo, [tag], created=base + dt.timedelta(days=days))
-    add_account(
-        config,
-        "dated",
-        registry_anonymous.url,
-        repositories=[repo],
-        sortTagsByDate=True,
-        cacheIntervalSeconds=3600,
-    )
-    async with serving(config, store_url) as svc:
+        anonymous.images(repo, [tag], created=base + dt.timedelta(days=days))
+    anonymous.add("dated", repo, sortTagsByDate=True)
+    async with anonymous.serving() as svc:
         await eventually(lambda: _is(svc.state("dated"), "ok"))
         tags = (await svc.get("/dockerRegistry/images/tags", account="dated", repository=repo))[1]
         assert tags == ["3-new", "2-mid", "1-old"]

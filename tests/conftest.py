@@ -96,34 +96,22 @@ def tls_material() -> TLSMaterial:
     return default_tls()
 
 
-@pytest.fixture(scope="session")
-def registry_anonymous(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("anonymous", False)
+def _session_registry(mode: str, tls: bool) -> Any:
+    """The session fixture `registry_<mode>[_tls]`: that registry from the pool."""
+
+    @pytest.fixture(scope="session", name=f"registry_{mode}{'_tls' if tls else ''}")
+    def registry(_registry_pool: _RegistryPool) -> RegistryHandle:
+        return _registry_pool.get(mode, tls)
+
+    return registry
 
 
-@pytest.fixture(scope="session")
-def registry_basic(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("basic", False)
-
-
-@pytest.fixture(scope="session")
-def registry_token(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("token", False)
-
-
-@pytest.fixture(scope="session")
-def registry_anonymous_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("anonymous", True)
-
-
-@pytest.fixture(scope="session")
-def registry_basic_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("basic", True)
-
-
-@pytest.fixture(scope="session")
-def registry_token_tls(_registry_pool: _RegistryPool) -> RegistryHandle:
-    return _registry_pool.get("token", True)
+registry_anonymous = _session_registry("anonymous", False)
+registry_basic = _session_registry("basic", False)
+registry_token = _session_registry("token", False)
+registry_anonymous_tls = _session_registry("anonymous", True)
+registry_basic_tls = _session_registry("basic", True)
+registry_token_tls = _session_registry("token", True)
 
 
 @pytest.fixture(scope="session", params=REGISTRY_KINDS, ids=REGISTRY_IDS)

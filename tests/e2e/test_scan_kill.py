@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from harness import FaultProxy, RegistryHandle, fault_rules, populate
@@ -36,22 +37,31 @@ def write_config(path: Path, address: str, store_url: str) -> Path:
     return path
 
 
+SlowRegistry = Callable[[tuple[int, int, str], float], tuple[dict[str, dict[str, str]], FaultProxy]]
+
+
+@pytest.fixture
 def slow_registry(
     registry_factory: Callable[..., RegistryHandle],
     fault_proxy_factory: Callable[..., FaultProxy],
-    shape: tuple[int, int, str],
-    tags_list_delay: float,
-) -> tuple[dict[str, dict[str, str]], FaultProxy]:
-    """A private registry with `shape` = (repositories, tags each, name prefix) behind a proxy
-    that delays every tags/list; what was pushed (repository -> tag -> digest), and the proxy."""
-    repos, tags, prefix = shape
-    handle = registry_factory()
-    expected: dict[str, dict[str, str]] = {}
-    for image in populate(handle, repos, tags, prefix=prefix):
-        expected.setdefault(image.repository, {})[image.tag] = image.digest
-    proxy = fault_proxy_factory(handle)
-    proxy.add(fault_rules.slow_headers(tags_list_delay, path=r"/tags/list$", times=None))
-    return expected, proxy
+) -> SlowRegistry:
+    """`slow_registry((repositories, tags each, name prefix), tags_list_delay)`: a private
+    registry so populated, behind a proxy that delays every tags/list; what was pushed
+    (repository -> tag -> digest), and the proxy."""
+
+    def make(
+        shape: tuple[int, int, str], tags_list_delay: float
+    ) -> tuple[dict[str, dict[str, str]], FaultProxy]:
+        repos, tags, prefix = shape
+        handle = registry_factory()
+        expected: dict[str, dict[str, str]] = {}
+        for image in populate(handle, repos, tags, prefix=prefix):
+            expected.setdefault(image.repository, {})[image.tag] = image.digest
+        proxy = fault_proxy_factory(handle)
+        proxy.add(fault_rules.slow_headers(tags_list_delay, path=r"/tags/list$", times=None))
+        return expected, proxy
+
+    return make
 
 
 def regwatch(*args: str) -> list[str]:
@@ -98,14 +108,9 @@ def run_record(store: Store, run_id: int) -> tuple[str, list[dict[str, object]]]
 
 
 def test_sigkill_mid_scan_leaves_a_consistent_store_that_the_next_scan_completes(
-    registry_factory: Callable[..., RegistryHandle],
-    fault_proxy_factory: Callable[..., FaultProxy],
-    store_url: str,
-    tmp_path: Path,
+    slow_registry: SlowRegistry, store_url: str, tmp_path: Path
 ) -> None:
-    expected, proxy = slow_registry(
-        registry_factory, fault_proxy_factory, (REPOS, TAGS, "kill/"), tags_list_delay=0.15
-    )
+    expected, proxy = slow_registry((REPOS, TAGS, "kill/"), 0.15)
     config = write_config(tmp_path / "config", proxy.url, store_url)
     store = open_store(store_url)
 
@@ -158,14 +163,9 @@ def test_sigkill_mid_scan_leaves_a_consistent_store_that_the_next_scan_completes
 
 
 def test_ctrl_c_stops_after_the_repositories_in_progress(
-    registry_factory: Callable[..., RegistryHandle],
-    fault_proxy_factory: Callable[..., FaultProxy],
-    store_url: str,
-    tmp_path: Path,
+    slow_registry: SlowRegistry, store_url: str, tmp_path: Path
 ) -> None:
-    expected, proxy = slow_registry(
-        registry_factory, fault_proxy_factory, (12, 3, "int/"), tags_list_delay=0.2
-    )
+    expected, proxy = slow_registry((12, 3, "int/"), 0.2)
     config = write_config(tmp_path / "config", proxy.url, store_url)
     store = open_store(store_url)
 

@@ -39,27 +39,10 @@ BRIEF_KEYS = (
 
 def image_item(record: TagRecord, include_details: bool = False) -> dict[str, Any]:
     """One `images/find` result."""
-    registry, repository, tag = record.registry, record.repository, record.tag
-    item: dict[str, Any] = {
-        "repository": repository,
-        "tag": tag,
-        "account": record.account,
-        "registry": registry,
-        "digest": record.digest,
-    }
-    labels: Mapping[str, str] = {}
-    if include_details:
-        labels = record.labels
-        for key in DETAIL_LABELS:
-            item[key] = labels.get(key)
-    item["artifact"] = {
-        "name": repository,
-        "type": ARTIFACT_TYPE,
-        "version": tag,
-        "reference": f"{registry}/{repository}:{tag}",
-        "metadata": {"registry": registry, "labels": dict(labels)},
-    }
-    return item
+    return _item(
+        (record.account, record.registry, record.repository, record.tag, record.digest),
+        record.labels if include_details else None,
+    )
 
 
 def image_items(records: list[TagRecord], include_details: bool = False) -> list[dict[str, Any]]:
@@ -71,30 +54,31 @@ def row_items(
 ) -> list[dict[str, Any]]:
     """`image_item` of each `find_image_rows` row: `(account, registry, repository, tag,
     digest)`, plus `labels` last with `include_details`. Same JSON, without the TagRecords."""
-    items = []
-    for row in rows:
-        account, registry, repository, tag, digest = row[:5]
-        item: dict[str, Any] = {
-            "repository": repository,
-            "tag": tag,
-            "account": account,
-            "registry": registry,
-            "digest": digest,
-        }
-        labels: Mapping[str, str] = {}
-        if include_details:
-            labels = row[5] or {}
-            for key in DETAIL_LABELS:
-                item[key] = labels.get(key)
-        item["artifact"] = {
-            "name": repository,
-            "type": ARTIFACT_TYPE,
-            "version": tag,
-            "reference": f"{registry}/{repository}:{tag}",
-            "metadata": {"registry": registry, "labels": dict(labels)},
-        }
-        items.append(item)
-    return items
+    return [_item(row, (row[5] or {}) if include_details else None) for row in rows]
+
+
+def _item(row: tuple[Any, ...], labels: Mapping[str, str] | None) -> dict[str, Any]:
+    """The item of `(account, registry, repository, tag, digest, ...)`; `labels` None: without
+    the details (and `metadata.labels` empty)."""
+    account, registry, repository, tag, digest = row[:5]
+    item: dict[str, Any] = {
+        "repository": repository,
+        "tag": tag,
+        "account": account,
+        "registry": registry,
+        "digest": digest,
+    }
+    if labels is not None:
+        for key in DETAIL_LABELS:
+            item[key] = labels.get(key)
+    item["artifact"] = {
+        "name": repository,
+        "type": ARTIFACT_TYPE,
+        "version": tag,
+        "reference": f"{registry}/{repository}:{tag}",
+        "metadata": {"registry": registry, "labels": dict(labels or {})},
+    }
+    return item
 
 
 def rows_json(rows: Iterable[tuple[Any, ...]], include_details: bool = False) -> bytes:

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from regwatch.store.accounts import clip
-from regwatch.store.outbox import stored_event
+from regwatch.store.outbox import lease_deliveries, stored_event
 from regwatch.store.records import Delivery, StoredEvent, at_ms, from_ms
 from regwatch.store.schema import deliveries, events
 
@@ -121,28 +121,7 @@ def claim_heads(
         .with_for_update(skip_locked=True, of=d)
     )
     ids = list(conn.execute(due).scalars())
-    if not ids:
-        return []
-    conn.execute(
-        update(d)
-        .where(d.c.id.in_(ids))
-        .values(lease_holder=holder, lease_expires_at=now + lease_ms, attempts=d.c.attempts + 1)
-    )
-    rows = list(conn.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.event_seq, d.c.id)))
-    found = conn.execute(select(events).where(events.c.seq.in_({r.event_seq for r in rows})))
-    by_seq = {int(row.seq): stored_event(row) for row in found}
-    return [
-        Delivery(
-            id=int(r.id),
-            sink=r.sink,
-            event=by_seq[int(r.event_seq)],
-            attempts=int(r.attempts),
-            status=r.status,
-            next_attempt_at=at_ms(r.next_attempt_at),
-            last_error=r.last_error,
-        )
-        for r in rows
-    ]
+    return lease_deliveries(conn, ids, holder=holder, now=now, lease_ms=lease_ms)
 
 
 def next_due(conn: Connection) -> int | None:

@@ -75,8 +75,17 @@ def claim_deliveries(
     if sink is not None:
         due = due.where(d.c.sink == sink)
     ids = list(conn.execute(due).scalars())
+    return lease_deliveries(conn, ids, holder=holder, now=now, lease_ms=lease_ms)
+
+
+def lease_deliveries(
+    conn: Connection, ids: list[int], *, holder: str, now: int, lease_ms: int
+) -> list[Delivery]:
+    """Lease the chosen deliveries to `holder` (an attempt each) and load them with their events,
+    oldest first."""
     if not ids:
         return []
+    d = deliveries
     conn.execute(
         update(d)
         .where(d.c.id.in_(ids))

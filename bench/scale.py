@@ -1,14 +1,16 @@
 """Several instances (issue 7): scan throughput of 1 vs 3 instances, lookups on PostgreSQL.
 
 1. Scan throughput. An anonymous test registry (tests/harness) holds 1,000 repositories (one tag
-   each), split into 10 accounts of 100 repositories (`repositories` lists) scanned every second.
-   1, then 3, `regwatch serve` processes share them through one throwaway PostgreSQL (scan
-   leases); after every account's first scan, the runs started in a window (from the store's
+   each), in `--accounts` accounts (default 2 of 500 repositories, `repositories` lists,
+   cacheThreads 5) scanned every second. 1, then 3, `regwatch serve` processes share them
+   through one throwaway PostgreSQL: accounts above REGWATCH_SHARE_REPOSITORIES_ABOVE (100) are
+   scanned as shared passes, one job per repository claimed by any instance (`--accounts 10`
+   gives accounts of 100, each scanned whole by the holder of its lease, as before the shared
+   passes). After every account's first scan, the runs started in a window (from the store's
    scan runs): their repositories per second from the window's start to the last one's end are
-   the steady-state throughput (an account waits its 1 s interval between two scans). Prints
-   both and the ratio. The account is the unit of sharing, hence several accounts. Every process
-   runs on the same machine (the registry and PostgreSQL too), so the ratio is bounded by its
-   cores.
+   the steady-state throughput (an account waits its 1 s interval between two passes). Prints
+   both, the ratio, and how many instances scanned repositories. Every process runs on the same
+   machine (the registry and PostgreSQL too), so the ratio is bounded by its cores.
 2. Lookup API on PostgreSQL with 1,000,000 tagged images next to SQLite: the same store content
    (bench/store_find.py's loader, bench/api.py's endpoints and wrk driver), `regwatch serve
    --no-scan` on each, response cache off (`--cache-seconds 0`) so that the store is measured.
@@ -42,18 +44,22 @@ from store_find import open_loaded  # noqa: E402  (the bulk loader, COPY on Post
 
 from harness import RegistryProcess, populate  # noqa: E402
 from harness.postgres import PostgresServer  # noqa: E402
+from regwatch.service.instances import SHARE_ENV  # noqa: E402
 from regwatch.store import upgrade  # noqa: E402
 
 PREFIX = "scale/"
 REPOS = 1_000
-ACCOUNTS = 10
+ACCOUNTS = 2
+THREADS = 5  # cacheThreads: requests in flight per account and instance
 
 
-def write_config(directory: Path, address: str, repos: list[str], interval: int) -> Path:
+def write_config(
+    directory: Path, address: str, repos: list[str], interval: int, count: int = ACCOUNTS
+) -> Path:
     accounts = [
-        {"name": f"part{i}", "address": address, "repositories": repos[i::ACCOUNTS],
-         "cacheIntervalSeconds": interval}
-        for i in range(ACCOUNTS)
+        {"name": f"part{i}", "address": address, "repositories": repos[i::count],
+         "cacheIntervalSeconds": interval, "cacheThreads": THREADS}
+        for i in range(count)
     ]  # fmt: skip
     document = {
         "currentDeployment": "default",
@@ -84,11 +90,17 @@ def wait_health(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 
 @contextmanager
 def instances(
-    count: int, config: Path, url: str, workdir: Path, extra: tuple[str, ...] = ()
+    count: int,
+    config: Path,
+    url: str,
+    workdir: Path,
+    extra: tuple[str, ...] = (),
+    settings: dict[str, str] | None = None,
 ) -> Iterator[list[int]]:
-    """`count` `regwatch serve` processes on `url`; yields their ports."""
+    """`count` `regwatch serve` processes on `url` (`settings`: more REGWATCH_* variables);
+    yields their ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGWATCH_")}
-    env.update(REGWATCH_STORE_URL=url, REGWATCH_SCAN_LEASE_SECONDS="10")
+    env.update(REGWATCH_STORE_URL=url, REGWATCH_SCAN_LEASE_SECONDS="10", **(settings or {}))
     processes: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     try:
@@ -121,17 +133,24 @@ def finished_runs(server: PostgresServer, database: str) -> list[tuple[str, str,
 
 
 def throughput(
-    server: PostgresServer, config: Path, count: int, window: float, workdir: Path
+    server: PostgresServer,
+    config: Path,
+    count: int,
+    window: float,
+    workdir: Path,
+    accounts: int,
+    settings: dict[str, str] | None = None,
 ) -> tuple[float, int]:
     """Repositories scanned per second by `count` instances in `window` seconds (steady state,
-    after every account's first scan), and how many instances ran scans in the window."""
+    after every account's first scan), and how many instances scanned repositories in the
+    window (run holders, and the instances that finished jobs of shared passes)."""
     database = server.create_database()
     url = server.url(database)
     upgrade(url)
     try:
-        with instances(count, config, url, workdir):
+        with instances(count, config, url, workdir, settings=settings):
             deadline = time.monotonic() + 300
-            while len({run[0] for run in finished_runs(server, database)}) < ACCOUNTS:
+            while len({run[0] for run in finished_runs(server, database)}) < accounts:
                 if time.monotonic() > deadline:
                     raise SystemExit("the first scans did not finish in 300 s")
                 time.sleep(0.5)
@@ -139,10 +158,21 @@ def throughput(
             time.sleep(window)
             end_ms = time.time() * 1000
             runs = runs_started(server, database, start_ms, end_ms)
+            scanners = job_scanners(server, database, start_ms)
     finally:
         server.drop_database(database)
     seconds = (max(run[3] for run in runs) - start_ms) / 1000
-    return sum(run[4] for run in runs) / seconds, len({run[1] for run in runs})
+    return sum(run[4] for run in runs) / seconds, len({run[1] for run in runs} | scanners)
+
+
+def job_scanners(server: PostgresServer, database: str, since_ms: float) -> set[str]:
+    """The instances that finished jobs of shared passes since `since_ms` (each job keeps its
+    last scanner: a lower bound over the window)."""
+    with server.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT scanned_by FROM scan_jobs WHERE scanned_at >= %s", (since_ms,)
+        ).fetchall()
+    return {row[0] for row in rows if row[0]}
 
 
 def runs_started(
@@ -170,16 +200,24 @@ def scan_part(args: argparse.Namespace, server: PostgresServer, workdir: Path) -
             f"pushed {REPOS} repositories to {handle.url} in {time.perf_counter() - started:.0f} s"
         )
         repos = [f"{PREFIX}repo{i:04d}" for i in range(REPOS)]
-        config = write_config(workdir, handle.url, repos, interval=1)
+        config = write_config(workdir, handle.url, repos, interval=1, count=args.accounts)
         results: dict[int, list[float]] = {1: [], 3: []}
+        settings = {} if args.share_above is None else {SHARE_ENV: args.share_above}
         for _ in range(args.scan_rounds):  # interleaved: a noisy neighbour hits both alike
             for count in results:
-                rate, holders = throughput(server, config, count, args.window, workdir)
+                rate, scanning = throughput(
+                    server, config, count, args.window, workdir, args.accounts, settings
+                )
                 results[count].append(rate)
-                print(f"  {count} instance(s): {rate:7.1f} repositories/s ({holders} scanning)")
+                print(f"  {count} instance(s): {rate:7.1f} repositories/s ({scanning} scanning)")
         one, three = (statistics.median(results[n]) for n in (1, 3))
-        print(f"scan throughput, {ACCOUNTS} accounts x {REPOS // ACCOUNTS} repositories, "
-              f"median of {args.scan_rounds} rounds of {args.window:.0f} s:")  # fmt: skip
+        per_account = REPOS // args.accounts
+        above = args.share_above or "100"
+        shared = above.isdigit() and per_account > int(above)
+        how = "shared passes" if shared else "each scanned whole by its lease's holder"
+        print(f"scan throughput, {args.accounts} account(s) x {per_account} repositories ({how}), "
+              f"cacheThreads {THREADS}, median of {args.scan_rounds} rounds of "
+              f"{args.window:.0f} s:")  # fmt: skip
         print(f"  1 instance  {one:7.1f} repositories/s")
         print(f"  3 instances {three:7.1f} repositories/s   ratio {three / one:.2f}")
 
@@ -223,6 +261,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=20.0, help="seconds of steady state")
     parser.add_argument("--scan-rounds", type=int, default=2)
+    parser.add_argument(
+        "--accounts", type=int, default=ACCOUNTS, help="accounts of the 1,000 repositories"
+    )
+    parser.add_argument("--share-above", help=f"{SHARE_ENV} for the instances (default 100)")
     parser.add_argument("--skip-api", action="store_true", help="only the scan throughput")
     parser.add_argument("--skip-scan", action="store_true", help="only the lookup API")
     parser.add_argument("--seconds", type=int, default=5, help="per endpoint and round")

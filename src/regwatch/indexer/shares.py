@@ -31,8 +31,8 @@ from regwatch.indexer.results import ScanRun
 from regwatch.indexer.scheduler import wait_event
 from regwatch.registry import RegistryClient
 from regwatch.store import AsyncStore, Store
+from regwatch.store.pass_reads import PassSummary
 from regwatch.store.records import utc_now
-from regwatch.store.scan_jobs import PassSummary
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,9 @@ async def _abandon(store: AsyncStore, run_id: int, requests: int, exc: BaseExcep
 async def _wait(
     store: AsyncStore, run_id: int, stop: asyncio.Event, poll: float
 ) -> PassSummary | None:
-    while True:
-        summary = await store.call(Store.scan_pass, run_id)
-        if summary is None or summary.finished_at is not None or stop.is_set():
-            return summary
+    while await store.call(Store.scan_pass_finished, run_id) is False and not stop.is_set():
         await wait_event(stop, poll)
+    return await store.call(Store.scan_pass, run_id)
 
 
 def pass_run(account: DockerRegistryAccount, run_id: int, summary: PassSummary | None) -> ScanRun:

@@ -1,5 +1,6 @@
 """Store methods for shared passes and "scan now" requests (several instances on one database): a
-mixin of `regwatch.store.store.Store`; the SQL and the records are in `regwatch.store.scan_jobs`.
+mixin of `regwatch.store.store.Store`; the SQL and the records are in `regwatch.store.scan_jobs`
+(writes) and `regwatch.store.pass_reads` (reads, scan requests).
 
 The methods use the transaction helpers Store defines (`_read`, `_write`, `_now`); the stubs below
 declare them for mypy only. Writers are marked `@writes` like Store's own.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
+from regwatch.store import pass_reads as pr
 from regwatch.store import scan_jobs as sj
 from regwatch.store.marks import writes
 from regwatch.store.records import at_ms, to_ms
@@ -82,34 +84,47 @@ class ScanJobMethods:
         with self._write() as conn:
             return sj.complete(conn, job, holder, outcome, self._now())
 
+    @writes
+    def complete_scan_jobs(
+        self, holder: str, items: Sequence[tuple[sj.ScanJob, sj.JobOutcome]]
+    ) -> list[sj.JobCompletion]:
+        """Complete several jobs in one transaction (a completion per item, in order)."""
+        with self._write() as conn:
+            return sj.complete_many(conn, holder, items, self._now())
+
     def unfinished_scan_pass(self, account: str) -> int | None:
         with self._read() as conn:
-            return sj.unfinished_pass(conn, account)
+            return pr.unfinished_pass(conn, account)
 
     @writes
     def adopt_scan_pass(self, run_id: int, holder: str) -> bool:
         with self._write() as conn:
             return sj.adopt(conn, run_id, holder)
 
-    def scan_pass(self, run_id: int) -> sj.PassSummary | None:
+    def scan_pass_finished(self, run_id: int) -> bool | None:
+        """Whether the pass's run is closed (cheap to poll); None when it is gone."""
         with self._read() as conn:
-            return sj.summary(conn, run_id)
+            return pr.finished(conn, run_id)
 
-    def repository_scans(self, account: str) -> list[sj.ScannedBy]:
+    def scan_pass(self, run_id: int) -> pr.PassSummary | None:
         with self._read() as conn:
-            return sj.repository_scans(conn, account)
+            return pr.summary(conn, run_id)
+
+    def repository_scans(self, account: str) -> list[pr.ScannedBy]:
+        with self._read() as conn:
+            return pr.repository_scans(conn, account)
 
     @writes
     def request_scan(self, account: str, by: str | None = None) -> None:
         """Ask for a scan of `account` by whichever instance holds (or next takes) it."""
         with self._write() as conn:
-            sj.request_scan(conn, account, by, self._now())
+            pr.request_scan(conn, account, by, self._now())
 
     def scan_requests(self) -> dict[str, datetime]:
         with self._read() as conn:
-            return {name: at_ms(ms) for name, ms in sj.requested(conn).items()}
+            return {name: at_ms(ms) for name, ms in pr.requested(conn).items()}
 
     @writes
     def consume_scan_request(self, account: str, started: datetime) -> bool:
         with self._write() as conn:
-            return sj.consume_request(conn, account, to_ms(started))
+            return pr.consume_request(conn, account, to_ms(started))

@@ -1,5 +1,4 @@
-"""SQL of shared passes (a large account's repositories scanned by several instances) and of
-"scan now" requests that any instance may receive.
+"""SQL of shared passes: a large account's repositories scanned by several instances.
 
 A pass is a scan run (`scan_runs`) whose repositories are published as jobs, one `scan_jobs` row
 per repository (the row is reused by the next pass). Any instance claims pending jobs — `SELECT …
@@ -7,25 +6,24 @@ FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite — with a le
 it scans; a job whose lease expired (its instance died) is claimable again. Completing a job
 locks its run's row first, so that exactly one completer sees that no job is left and closes
 the run with the jobs' sums. `scanned_by`/`scanned_at` survive the next publication: they say
-which instance last scanned the repository.
+which instance last scanned the repository. Reads (a pass's progress, who scanned what) and the
+"scan now" requests are in `regwatch.store.pass_reads`.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from regwatch.store.accounts import clip
-from regwatch.store.records import RunStatus, at_ms, from_ms
-from regwatch.store.schema import repositories, scan_jobs, scan_requests, scan_runs
+from regwatch.store.records import RunStatus
+from regwatch.store.schema import scan_jobs, scan_runs
 
 PENDING, CLAIMED, DONE = "pending", "claimed", "done"
 CHUNK = 200  # rows per multi-row statement (SQLite caps the number of bound parameters)
@@ -65,40 +63,7 @@ class JobCompletion:
     finished_run: bool  # this completion was the pass's last: the run is closed
 
 
-@dataclass(frozen=True)
-class PassSummary:
-    """A pass as the store has it: its run record and its jobs' counts."""
-
-    run_id: int
-    account: str
-    holder: str | None
-    status: RunStatus
-    started_at: datetime
-    finished_at: datetime | None
-    requests: int  # the run's: the listing's, plus the jobs' once the run is closed
-    jobs: int
-    pending: int
-    claimed: int
-    done: int
-    ok: int
-    failed: int
-    totals: Mapping[str, int] = field(default_factory=dict)  # COUNTS summed over done jobs
-    by_instance: Mapping[str, int] = field(default_factory=dict)  # done jobs per instance
-    errors: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class ScannedBy:
-    """Who last scanned a repository, and in which run (`shared`: as a job of a pass)."""
-
-    repository: str
-    instance: str | None
-    at: datetime | None
-    run_id: int | None
-    shared: bool
-
-
-def _insert(conn: Connection, table: Any) -> Any:
+def insert_for(conn: Connection, table: Any) -> Any:
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
@@ -127,7 +92,7 @@ def publish(
         conn.execute(delete(j).where(j.c.account == account, j.c.repository.in_(chunk)))
     rows = [_job_row(account, name, run_id, position) for position, name in enumerate(names)]
     for start in range(0, len(rows), CHUNK):
-        insert = _insert(conn, j).values(rows[start : start + CHUNK])
+        insert = insert_for(conn, j).values(rows[start : start + CHUNK])
         kept = {"account", "repository", "scanned_by", "scanned_at", "scanned_run"}
         fresh = {c.name: insert.excluded[c.name] for c in j.c if c.name not in kept}
         conn.execute(insert.on_conflict_do_update(index_elements=["account", "repository"],
@@ -228,17 +193,78 @@ def complete(
     conn: Connection, job: ScanJob, holder: str, outcome: JobOutcome, now: int
 ) -> JobCompletion:
     """Mark a claimed job done; the last job of its pass closes the run (see the module doc)."""
-    running = conn.execute(
-        select(scan_runs.c.status).where(scan_runs.c.id == job.run_id).with_for_update()
-    ).scalar_one_or_none()  # the run's row lock: one completer at a time per pass
-    values: dict[str, Any] = {name: getattr(outcome, name) for name in COUNTS}
-    values.update(
-        status=DONE, lease_expires_at=None, ok=outcome.ok, scanned_by=holder, scanned_at=now,
-        scanned_run=job.run_id, error=None if outcome.error is None else clip(outcome.error),
+    return complete_many(conn, holder, [(job, outcome)], now)[0]
+
+
+def complete_many(
+    conn: Connection, holder: str, items: Sequence[tuple[ScanJob, JobOutcome]], now: int
+) -> list[JobCompletion]:
+    """`complete` for several jobs in one transaction (their runs' rows locked in id order):
+    one SELECT of those still held, one UPDATE executed for all (pipelined by psycopg)."""
+    runs = sorted({job.run_id for job, _ in items})
+    running = {
+        run_id: conn.execute(
+            select(scan_runs.c.status).where(scan_runs.c.id == run_id).with_for_update()
+        ).scalar_one_or_none()  # the run's row lock: one completer at a time per pass
+        for run_id in runs
+    }
+    held = _still_held(conn, holder, [job for job, _ in items])
+    recorded = [(job.account, job.repository, job.run_id) in held for job, _ in items]
+    rows = [_done_params(*item) for item, ok in zip(items, recorded, strict=True) if ok]
+    if rows:
+        conn.execute(_DONE.values(scanned_by=holder, scanned_at=now), rows)
+    last = {job.run_id: index for index, (job, _) in enumerate(items) if recorded[index]}
+    finished = {
+        run_id
+        for run_id, index in last.items()
+        if running[run_id] == "running" and _finish_if_done(conn, run_id, now)
+    }
+    return [
+        JobCompletion(done, done and job.run_id in finished and last[job.run_id] == index)
+        for index, ((job, _), done) in enumerate(zip(items, recorded, strict=True))
+    ]
+
+
+def _still_held(
+    conn: Connection, holder: str, jobs: Sequence[ScanJob]
+) -> set[tuple[str, str, int]]:
+    """(account, repository, run_id) of `jobs` that `holder` still has claimed."""
+    held: set[tuple[str, str, int]] = set()
+    for account in {job.account for job in jobs}:
+        names = [job.repository for job in jobs if job.account == account]
+        rows = conn.execute(
+            select(j.c.repository, j.c.run_id).where(
+                j.c.account == account,
+                j.c.repository.in_(names),
+                j.c.status == CLAIMED,
+                j.c.holder == holder,
+            )
+        )
+        held.update((account, row.repository, int(row.run_id)) for row in rows)
+    return held
+
+
+_DONE = (
+    update(j)
+    .where(j.c.account == bindparam("k_account"), j.c.repository == bindparam("k_repository"))
+    .values(
+        status=DONE,
+        lease_expires_at=None,
+        ok=bindparam("v_ok"),
+        error=bindparam("v_error"),
+        scanned_run=bindparam("v_run"),
+        **{name: bindparam(f"v_{name}") for name in COUNTS},
+    )
+)
+
+
+def _done_params(job: ScanJob, outcome: JobOutcome) -> dict[str, Any]:
+    params: dict[str, Any] = {f"v_{name}": getattr(outcome, name) for name in COUNTS}
+    params.update(
+        k_account=job.account, k_repository=job.repository, v_ok=outcome.ok, v_run=job.run_id,
+        v_error=None if outcome.error is None else clip(outcome.error),
     )  # fmt: skip
-    recorded = bool(conn.execute(update(j).where(_held(job, holder)).values(values)).rowcount)
-    finished = recorded and running == "running" and _finish_if_done(conn, job.run_id, now)
-    return JobCompletion(recorded, finished)
+    return params
 
 
 def _finish_if_done(conn: Connection, run_id: int, now: int) -> bool:
@@ -248,7 +274,7 @@ def _finish_if_done(conn: Connection, run_id: int, now: int) -> bool:
     if left:
         return False
     run = conn.execute(select(scan_runs).where(scan_runs.c.id == run_id)).one()
-    ok, failed, totals = _done_counts(conn, run_id)
+    ok, failed, totals = done_counts(conn, run_id)
     errors = [dict(e) for e in (run.errors or ())] + _job_errors(conn, run_id)
     result = conn.execute(
         update(scan_runs)
@@ -272,7 +298,7 @@ def _status(ok: int, failed: int, account_error: bool, tag_errors: int) -> RunSt
     return "partial" if failed or account_error or tag_errors else "ok"
 
 
-def _done_counts(conn: Connection, run_id: int) -> tuple[int, int, dict[str, int]]:
+def done_counts(conn: Connection, run_id: int) -> tuple[int, int, dict[str, int]]:
     sums = [func.coalesce(func.sum(j.c[name]), 0) for name in COUNTS]
     ok_count = func.coalesce(func.sum(case((j.c.ok.is_(True), 1), else_=0)), 0)
     row = conn.execute(
@@ -299,122 +325,11 @@ def _job_errors(conn: Connection, run_id: int) -> list[dict[str, Any]]:
 
 
 # --- passes --------------------------------------------------------------------------------------
-def unfinished_pass(conn: Connection, account: str) -> int | None:
-    """The account's newest run, when it is a pass still running with jobs left."""
-    newest = conn.execute(
-        select(scan_runs.c.id, scan_runs.c.status)
-        .where(scan_runs.c.account == account)
-        .order_by(scan_runs.c.id.desc())
-        .limit(1)
-    ).one_or_none()
-    if newest is None or newest.status != "running":
-        return None
-    left = select(j.c.repository).where(j.c.run_id == newest.id, j.c.status != DONE).limit(1)
-    return int(newest.id) if conn.execute(left).first() is not None else None
-
-
 def adopt(conn: Connection, run_id: int, holder: str) -> bool:
     """The account's lease passed to `holder`: it now coordinates the running pass."""
     result = conn.execute(
         update(scan_runs)
         .where(scan_runs.c.id == run_id, scan_runs.c.status == "running")
         .values(holder=holder)
-    )
-    return bool(result.rowcount)
-
-
-def summary(conn: Connection, run_id: int) -> PassSummary | None:
-    run = conn.execute(select(scan_runs).where(scan_runs.c.id == run_id)).one_or_none()
-    if run is None:
-        return None
-    counted = select(j.c.status, func.count()).where(j.c.run_id == run_id).group_by(j.c.status)
-    states: dict[str, int] = {str(row[0]): int(row[1]) for row in conn.execute(counted)}
-    ok, failed, totals = _done_counts(conn, run_id)
-    by_instance = conn.execute(
-        select(j.c.scanned_by, func.count())
-        .where(j.c.run_id == run_id, j.c.status == DONE)
-        .group_by(j.c.scanned_by)
-    ).all()
-    return PassSummary(
-        run_id=run_id, account=run.account, holder=run.holder, status=run.status,
-        started_at=at_ms(run.started_at), finished_at=from_ms(run.finished_at),
-        requests=int(run.requests), jobs=sum(states.values()),
-        pending=int(states.get(PENDING, 0)), claimed=int(states.get(CLAIMED, 0)),
-        done=int(states.get(DONE, 0)), ok=ok, failed=failed, totals=totals,
-        by_instance={str(name): int(count) for name, count in by_instance},
-        errors=tuple(run.errors or ()),
-    )  # fmt: skip
-
-
-def repository_scans(conn: Connection, account: str) -> list[ScannedBy]:
-    """Per repository, who scanned it last: its job's instance when a pass scanned it last,
-    else the holder of the account's run that was running at its last scan."""
-    repos = conn.execute(
-        select(repositories.c.name, repositories.c.last_scan_at)
-        .where(repositories.c.account == account)
-        .order_by(repositories.c.name)
-    ).all()
-    jobs = {
-        row.repository: row
-        for row in conn.execute(
-            select(j.c.repository, j.c.scanned_by, j.c.scanned_at, j.c.scanned_run).where(
-                j.c.account == account, j.c.scanned_at.is_not(None)
-            )
-        )
-    }
-    runs = _runs_covering(conn, account, [r.last_scan_at for r in repos if r.last_scan_at])
-    starts = [run[0] for run in runs]
-    answer: list[ScannedBy] = []
-    for repo in repos:
-        job = jobs.get(repo.name)
-        if job is not None and job.scanned_at >= (repo.last_scan_at or 0):
-            answer.append(ScannedBy(repo.name, job.scanned_by, at_ms(job.scanned_at),
-                                    int(job.scanned_run), shared=True))  # fmt: skip
-            continue
-        index = bisect_right(starts, repo.last_scan_at) - 1 if repo.last_scan_at else -1
-        run = runs[index] if index >= 0 else None
-        answer.append(ScannedBy(repo.name, run[2] if run else None, from_ms(repo.last_scan_at),
-                                run[1] if run else None, shared=False))  # fmt: skip
-    return answer
-
-
-def _runs_covering(
-    conn: Connection, account: str, moments: list[int]
-) -> list[tuple[int, int, str | None]]:
-    """(started_at, id, holder) of the runs that may have been running at `moments`: those
-    started between the newest start before the earliest moment and the latest moment."""
-    if not moments:
-        return []
-    first, last = min(moments), max(moments)
-    mine = scan_runs.c.account == account
-    floor = conn.execute(
-        select(func.max(scan_runs.c.started_at)).where(mine, scan_runs.c.started_at <= first)
-    ).scalar_one_or_none()
-    rows = conn.execute(
-        select(scan_runs.c.started_at, scan_runs.c.id, scan_runs.c.holder)
-        .where(mine, scan_runs.c.started_at >= (floor or first), scan_runs.c.started_at <= last)
-        .order_by(scan_runs.c.started_at, scan_runs.c.id)
-    )
-    return [(int(r.started_at), int(r.id), r.holder) for r in rows]
-
-
-# --- scan requests -------------------------------------------------------------------------------
-def request_scan(conn: Connection, account: str, by: str | None, now: int) -> None:
-    row = {"account": account, "requested_at": now, "requested_by": by}
-    insert = _insert(conn, scan_requests).values(row)
-    conn.execute(insert.on_conflict_do_update(index_elements=["account"], set_=row))
-
-
-def requested(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(scan_requests.c.account, scan_requests.c.requested_at))
-    return {row.account: int(row.requested_at) for row in rows}
-
-
-def consume_request(conn: Connection, account: str, before: int) -> bool:
-    """A scan of `account` started at `before`: requests made until then are answered."""
-    result = conn.execute(
-        delete(scan_requests).where(
-            scan_requests.c.account == account, scan_requests.c.requested_at <= before
-        )
     )
     return bool(result.rowcount)

@@ -5,8 +5,8 @@ not share counters. Other packages running inside the service (e.g. the events w
 their metrics on `service.metrics.registry`.
 
 Registry traffic is counted by `MeteredTransport`, a `Transport` whose `_finished` hook (called
-by `send()` once per logical request, retries included) records the final status per registry; 429s and token fetches come
-from each scan's run record.
+by `send()` once per logical request, retries included) records the final status per registry;
+429s and token fetches come from each scan's run record.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def test_backoff_grows_and_is_jittered() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("0", 0.0), ("5", 5.0), (" 120 ", 120.0), ("1.5", 1.5), ("", None), (None, None),
-     ("soon", None), ("-3", None), ("nan", None), ("inf", None)],
+     ("soon", None), ("-3", None), ("nan", None), ("inf", None), ("²", None), ("\u0663", None)],
 )  # fmt: skip
 def test_retry_after_seconds(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, WALL) == expected

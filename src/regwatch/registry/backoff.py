@@ -27,7 +27,7 @@ def parse_retry_after(value: str | None, wall_now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if not text:
+    if not text or not text.isascii():  # HTTP header values are ASCII; str.isdigit takes '²'
         return None
     if text.isdigit():
         return float(int(text))

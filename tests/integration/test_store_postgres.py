@@ -15,7 +15,7 @@ from harness.common import free_port
 from harness.postgres import PostgresServer
 from regwatch.errors import StoreError
 from regwatch.store import StagedTag, current_revision, head_revision, open_store, upgrade
-from regwatch.store.dialect import like_pattern
+from regwatch.store.dialect import chars_pattern, like_pattern
 from regwatch.store.queries import _find_statement
 
 
@@ -101,7 +101,8 @@ def test_plain_postgresql_urls_get_the_psycopg_driver(
 def test_substring_search_can_use_the_trigram_index(
     postgres_server: PostgresServer, database: str
 ) -> None:
-    """The `q` query (`ref LIKE '%…%' ESCAPE '\\'`) is one the pg_trgm GIN index serves."""
+    """The `q` query (`ref LIKE '%…%' ESCAPE '\\'` and its translated text, revision 0003) is
+    one the GIN index serves."""
     url = postgres_server.url(database)
     upgrade(url)
     with open_store(url) as store:
@@ -109,14 +110,15 @@ def test_substring_search_can_use_the_trigram_index(
         scan = store.begin_repository_scan("hub", "team/app")
         store.stage_tags(scan, [StagedTag(f"build-{i}") for i in range(2000)])
         store.finish_repository_scan(scan)
-        statement = _find_statement(False, False, False, True, False, True)
+        statement = _find_statement(False, False, False, True, False, True, True)
         compiled = statement.compile(store.engines.reader)
         params = {"pattern": like_pattern("app:build-1234"), "limit": 50}
+        params["chars"] = chars_pattern("app:build-1234")
         with store.engines.reader.connect() as conn, conn.begin():
             conn.execute(text("ANALYZE tags"))
             conn.execute(text("SET LOCAL enable_seqscan = off"))
             conn.execute(text("SET LOCAL enable_indexscan = off"))  # leaves bitmap scans
             plan = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.construct_params(params))
             lines = [row[0] for row in plan]
-        assert any("ix_tags_ref_trgm" in line for line in lines), lines
+        assert any("ix_tags_account_search" in line for line in lines), lines
         assert [i.tag for i in store.find_images("app:build-1234")] == ["build-1234"]

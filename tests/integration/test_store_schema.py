@@ -97,14 +97,14 @@ def test_upgrade_migrates_an_empty_database_and_is_idempotent(empty_store_url: s
 
 def test_migrated_schema_matches_the_declared_tables(empty_store_url: str) -> None:
     """The migration creates exactly `schema.metadata`, plus the search index that is not
-    declared there (SQLite: the FTS5 table; PostgreSQL: the pg_trgm GIN index)."""
+    declared there (SQLite: the FTS5 table; PostgreSQL: the GIN index of revision 0003)."""
     upgrade(empty_store_url)
     engine = create_engine(normalize_store_url(empty_store_url))
 
     def not_search_index(name: str | None, kind: str, _parent: object) -> bool:
         if kind == "table" and name is not None and name.startswith("tags_search"):
             return False
-        return not (kind == "index" and name == "ix_tags_ref_trgm")
+        return not (kind == "index" and name == "ix_tags_account_search")
 
     with engine.connect() as conn:
         context = MigrationContext.configure(
@@ -124,11 +124,12 @@ def test_the_search_index_exists(empty_store_url: str) -> None:
             assert names >= SQLITE_SEARCH
         else:
             extensions = set(conn.exec_driver_sql("SELECT extname FROM pg_extension").scalars())
-            assert "pg_trgm" in extensions
+            assert {"pg_trgm", "btree_gin"} <= extensions
             definition = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tags_ref_trgm'"
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tags_account_search'"
             ).scalar_one()
-            assert "USING gin (ref gin_trgm_ops)" in definition
+            assert "USING gin (account, translate((ref)::text," in definition
+            assert "gin_trgm_ops" in definition
     engine.dispose()
 
 

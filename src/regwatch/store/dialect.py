@@ -11,7 +11,9 @@ Substring search (`q` of images/find): both backends keep `tags.ref` = lower(`re
   becomes a rowid range that FTS5 applies inside the index instead of after it. Queries
   shorter than 3 characters have no trigram and fall back to a scan (of the account's id range
   when an account is given).
-- PostgreSQL: a pg_trgm GIN index on `ref`, which the planner uses for `ref LIKE '%q%'` itself.
+- PostgreSQL: a GIN index over (account, `ref` with its punctuation translated to letters),
+  pg_trgm and btree_gin (migration 0003 says why); queries add `SEARCH_TEXT LIKE` so that the
+  planner can use it, and a `q` with a limit goes through `store/search.py`.
 
 Concurrent writers: SQLite has one writer at a time, PostgreSQL runs writers of several instances
 at once. Where the store reads, then writes on what it read (the next account key) or where the
@@ -46,6 +48,10 @@ from regwatch.store.schema import tags
 
 tags_search = table("tags_search", column("rowid"))
 ACCOUNT_ID_BITS = 40
+# PostgreSQL's substring index is over this expression (migration 0003, which explains it): the
+# query must spell it the same for the planner to use the index.
+SEARCH_TEXT = "translate(tags.ref, '.:/-_', 'qjzxv')"
+_SEARCH_CHARS = str.maketrans(".:/-_", "qjzxv")
 _MAX_TRIGRAMS = 8
 _RAREST = 3
 MAX_SEGMENTS = 4  # merge_search_index: above this many segments
@@ -95,6 +101,17 @@ def like_pattern(q: str) -> str:
     """`%q%` with LIKE's wildcards escaped (use with `escape="\\\\"`)."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def search_text_contains() -> ColumnElement[bool]:
+    """PostgreSQL: the indexed `SEARCH_TEXT` LIKE :chars (bind `chars` to `chars_pattern(q)`):
+    what lets the planner use the substring index; `ref_contains` must re-check."""
+    return literal_column(SEARCH_TEXT).like(bindparam("chars"), escape="\\")
+
+
+def chars_pattern(q: str) -> str:
+    """`like_pattern` of `q` as `SEARCH_TEXT` translates refs."""
+    return like_pattern(q.lower().translate(_SEARCH_CHARS))
 
 
 def ref_contains() -> ColumnElement[bool]:
@@ -238,13 +255,18 @@ def trigram_counts(engine: Engine) -> TrigramCounts:
         return found
 
 
-def search_images(query: Select[Any], *, fts: bool, id_range: bool) -> Select[Any]:
+def search_images(
+    query: Select[Any], *, fts: bool, id_range: bool, chars: bool = False
+) -> Select[Any]:
     """Restrict a SELECT over `tags` to rows whose ref contains the `pattern`, ordered by id.
 
     `fts`: go through the SQLite trigram index (bind `match` to `trigram_query(q)`);
+    `chars`: PostgreSQL, through its substring index (bind `chars` to `chars_pattern(q)`);
     `id_range`: only one account's ids (bind `low`, `high` to `account_id_range(key)`).
     """
     query = query.where(ref_contains())
+    if chars:
+        query = query.where(search_text_contains())
     if fts:
         query = query.join(tags_search, tags_search.c.rowid == tags.c.id).where(
             literal_column("tags_search").op("MATCH")(bindparam("match"))

@@ -24,6 +24,7 @@ from regwatch.models import TagRecord
 from regwatch.store.accounts import account_key, list_repositories, repository_state, scan_run
 from regwatch.store.dialect import (
     account_id_range,
+    chars_pattern,
     like_pattern,
     ref_contains,
     search_images,
@@ -40,6 +41,7 @@ from regwatch.store.records import (
     from_ms,
 )
 from regwatch.store.schema import accounts, repositories, scan_runs, tag_history, tags
+from regwatch.store.search import search_postgres
 
 _IMAGE_COLUMNS = (
     tags.c.account,
@@ -111,10 +113,13 @@ def _find_query(
         trigram_query(q or "", trigram_counts(conn.engine).get()) if search and is_sqlite else None
     )
     fts = match is not None
+    chars = search and not is_sqlite
     if q:
         params["pattern"] = like_pattern(q.lower())
         if fts:
             params["match"] = match
+        if chars:
+            params["chars"] = chars_pattern(q)
     if search and account is not None:
         key = account_key(conn, account)
         if key is None:
@@ -122,8 +127,30 @@ def _find_query(
         params["low"], params["high"] = account_id_range(key)
     if limit is not None:
         params["limit"] = max(limit, 0)
-    shape = (account is not None, repository is not None, tag is not None, bool(q), fts)
+    shape = (account is not None, repository is not None, tag is not None, bool(q), fts, chars)
     return _find_statement(*shape, limit is not None, columns), params
+
+
+def _searched_on_postgres(
+    conn: Connection,
+    is_sqlite: bool,
+    q: str | None,
+    account: str | None,
+    filtered: bool,
+    limit: int | None,
+    columns: tuple[Any, ...],
+) -> list[tuple[Any, ...]] | None:
+    """PostgreSQL, `q` with a limit and no repository/tag filter: `search.search_postgres`
+    (see there why not one SELECT); None for every other find."""
+    if is_sqlite or not q or filtered or limit is None:
+        return None
+    keys = (0, 2**31 - 1)
+    if account is not None:
+        key = account_key(conn, account)
+        if key is None:
+            return []
+        keys = (key, key)
+    return search_postgres(conn, columns, q, max(limit, 0), keys)
 
 
 def find_images(
@@ -138,6 +165,10 @@ def find_images(
 ) -> list[TagRecord]:
     """Tagged images whose `registry/repository:tag` contains `q` (case-insensitive), filtered
     by exact account, repository and tag; at most `limit` of them, counted after the filters."""
+    filtered = repository is not None or tag is not None
+    searched = _searched_on_postgres(conn, is_sqlite, q, account, filtered, limit, _IMAGE_COLUMNS)
+    if searched is not None:
+        return tag_records(searched)
     found = _find_query(conn, is_sqlite, q, account, repository, tag, limit, _IMAGE_COLUMNS)
     if found is None:
         return []
@@ -163,6 +194,10 @@ def find_image_rows(
     On SQLite the statement, compiled once, runs on the driver's connection: SQLAlchemy's
     execution and result layers cost ~0.1 ms a query, as much as a 50-row indexed SELECT."""
     columns = _ROW_COLUMNS_LABELS if labels else _ROW_COLUMNS
+    filtered = repository is not None or tag is not None
+    searched = _searched_on_postgres(conn, is_sqlite, q, account, filtered, limit, columns)
+    if searched is not None:
+        return searched
     found = _find_query(conn, is_sqlite, q, account, repository, tag, limit, columns)
     if found is None:
         return []
@@ -193,6 +228,7 @@ def _find_statement(
     tag: bool,
     q: bool,
     fts: bool,
+    chars: bool,
     limit: bool,
     columns: tuple[Any, ...] = _IMAGE_COLUMNS,
 ) -> Select[Any]:
@@ -209,7 +245,7 @@ def _find_statement(
     elif tag:
         query = query.order_by(tags.c.id)
     elif q:
-        query = search_images(query, fts=fts, id_range=account)
+        query = search_images(query, fts=fts, id_range=account, chars=chars)
     else:
         query = query.order_by(tags.c.account, tags.c.repository, tags.c.tag)
     if tag:

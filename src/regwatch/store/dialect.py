@@ -186,7 +186,7 @@ class TrigramCounts:
 
     def _load(self) -> None:
         try:
-            merge_search_index(self.engine)
+            self._merge()
             self.load()
         except Exception:  # a missed refresh only costs speed; retried after max_age
             # debug: a short-lived process (`regwatch images find`) may close the store mid-load
@@ -194,6 +194,12 @@ class TrigramCounts:
             self._loaded_at = time.monotonic()
         finally:
             self._loading.release()
+
+    def _merge(self) -> None:
+        try:
+            merge_search_index(self.engine)
+        except Exception:  # upkeep only: the index stays exact, and the counts load anyway
+            log.debug("could not merge the substring index's segments", exc_info=True)
 
 
 def search_index_segments(driver: Any) -> int:

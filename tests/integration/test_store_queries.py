@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -64,23 +65,50 @@ def test_substring_search_with_trigram_counts_is_exact(two_accounts: Store) -> N
     assert len(store.find_images("web/ap")) == 9
 
 
+def six_scans(store: Store) -> list[str]:
+    """Six repositories, each indexed by its own scan (SQLite: six index segments); the names
+    of their tags in id order."""
+    for i in range(6):
+        index(store, "a", "reg.example", f"team/app{i}", [StagedTag(f"1.{j}") for j in range(3)])
+    return [f"a:team/app{i}:1.{j}" for i in range(6) for j in range(3)]
+
+
+def segments(store: Store) -> int:
+    with store.engines.reader.connect() as conn:
+        return search_index_segments(conn.connection.driver_connection)
+
+
 def test_merging_the_substring_index_keeps_every_match(store: Store) -> None:
     """SQLite: each scan adds a segment to the substring index; the maintenance merges them
     into one and finds the same tags. PostgreSQL has nothing to merge."""
-    for i in range(6):
-        index(store, "a", "reg.example", f"team/app{i}", [StagedTag(f"1.{j}") for j in range(3)])
-    before = names(store.find_images("app", limit=100))
-    assert len(before) == 18
+    expected = six_scans(store)
     steps = merge_search_index(store.engines.reader, above=1)
-    if not store.is_sqlite:
+    if store.is_sqlite:
+        assert steps >= 1
+        assert segments(store) == 1
+        assert merge_search_index(store.engines.reader, above=1) == 0  # nothing left to do
+    else:
         assert steps == 0
-        return
-    with store.engines.reader.connect() as conn:
-        assert search_index_segments(conn.connection.driver_connection) == 1
-    assert steps >= 1
-    assert merge_search_index(store.engines.reader, above=1) == 0  # one segment: nothing to do
-    assert names(store.find_images("app", limit=100)) == before
+    assert names(store.find_images("app", limit=100)) == expected
     assert names(store.find_images("app3:1.2")) == ["a:team/app3:1.2"]
+
+
+def test_the_counts_refresh_merges_a_fragmented_index(store: Store) -> None:
+    """The first `q` starts the trigram counts' background load, which first merges an index
+    of more than 4 segments (SQLite)."""
+    expected = six_scans(store)
+    if not store.is_sqlite:
+        assert names(store.find_images("app", limit=100)) == expected
+        return
+    assert segments(store) > 4
+    counts = trigram_counts(store.engines.reader)
+    assert names(store.find_images("app", limit=100)) == expected  # starts the refresh
+    deadline = time.monotonic() + 30
+    while counts.get() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts.get() is not None
+    assert segments(store) == 1
+    assert names(store.find_images("app", limit=100)) == expected
 
 
 def test_short_queries_fall_back_to_a_scan(two_accounts: Store) -> None:

@@ -11,6 +11,7 @@ that does. Reuses the fixtures and helpers of test_instances_scale.py.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def jobs(database: Database) -> list[tuple[str, str, str | None, int | None, int
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+def finished_passes(database: Database) -> list[tuple[int, float, float]]:
+    """(run id, started, finished in epoch seconds) of the account big's finished runs."""
+    server, name = database
+    with server.connect(name) as conn:
+        rows = conn.execute(
+            "SELECT id, started_at, finished_at FROM scan_runs WHERE account = 'big' "
+            "AND finished_at IS NOT NULL ORDER BY id"
+        ).fetchall()
+    return [(int(run_id), started / 1000, finished / 1000) for run_id, started, finished in rows]
+
+
 def pushed(registry: RegistryHandle, unique_name: str, count: int) -> list[str]:
     repositories = [f"{unique_name}svc{i:02d}" for i in range(count)]
     for repository in repositories:
@@ -78,21 +90,27 @@ def test_a_large_account_is_scanned_once_per_interval_spread_over_the_instances(
     instances = [sharing(serve)(config) for _ in range(3)]
     instances[0].wait_scanned("big")
 
+    # count at the registry over exactly three passes: from just after one finished (the next
+    # starts an interval later) to just after the third next one finished
+    eventually(lambda: bool(finished_passes(database)), 30, "a finished pass")
+    first = finished_passes(database)[-1][0]
     proxy.clear_requests()
-    started = time.time()
     scanners: dict[int, set[str]] = {}  # pass -> instances that scanned its repositories
-    while time.time() < started + 4 * INTERVAL + 0.5:
+
+    def three_more() -> bool:
         for _, status, holder, scanned_run, _ in jobs(database):
             if status == "done" and scanned_run is not None and holder is not None:
                 scanners.setdefault(scanned_run, set()).add(holder)
-        time.sleep(0.1)
+        return len([p for p in finished_passes(database) if p[0] > first]) >= 3
+
+    eventually(three_more, 12 * INTERVAL, "three more passes")
     counts = tags_list_counts(proxy, repositories)
-    passes = [run for run in runs(database) if run[0] == "big" and run[3] >= started]
-    # once per pass, and a pass once per interval across the three: each alone would list
-    # every repository ~3-4 times in the window, ~10 for three
-    assert all(2 <= count <= 4 for count in counts), counts
-    assert max(counts) - min(counts) <= 1, counts
-    assert 2 <= len(passes) <= 4, passes
+    passes = [p for p in finished_passes(database) if p[0] > first][:3]
+    # each repository listed once per pass (three instances each on its own: three times)
+    assert counts == [3] * len(repositories), counts
+    # a pass once per interval across the three: a pass starts an interval after the last ended
+    gaps = [later[1] - earlier[2] for earlier, later in itertools.pairwise(passes)]
+    assert all(gap >= 0.85 * INTERVAL for gap in gaps), gaps
     assert any(len(holders) >= 2 for holders in scanners.values()), scanners
 
     status = instances[1].get("/dockerRegistry/accounts/big/status")

@@ -146,7 +146,7 @@ def test_a_new_pass_replaces_the_jobs_and_keeps_who_scanned_each_repository(
         done(store, job, "i1")
     second = store.start_run("big", holder="i2")
     store.replace_repositories("big", ["b", "c", "d"])
-    assert store.publish_scan_jobs("big", second, ["b", "c", "d"]) == 3
+    assert store.publish_scan_jobs("big", second, ["d", "c", "b", "d"]) == 3  # a name once
     summary = store.scan_pass(second)
     assert summary is not None
     assert (summary.jobs, summary.pending) == (3, 3)
@@ -155,6 +155,9 @@ def test_a_new_pass_replaces_the_jobs_and_keeps_who_scanned_each_repository(
     assert set(scans) == {"b", "c", "d"}
     assert (scans["b"].instance, scans["b"].run_id, scans["b"].shared) == ("i1", first, True)
     assert scans["d"].instance is None  # never scanned yet
+    claimed = claim(store, "i2")
+    assert [job.repository for job in claimed] == ["d", "c", "b"]  # the new listing's order
+    assert all((job.run_id, job.attempts) == (second, 1) for job in claimed)
 
 
 def test_who_scanned_a_repository_on_the_per_account_path_is_the_run_holder(

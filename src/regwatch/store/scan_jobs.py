@@ -83,27 +83,57 @@ def publish(
     error: str | None,
 ) -> int:
     """Make `names` the pass `run_id`'s jobs (rows of other repositories go); the run records
-    the listing's requests and error. A pass without repositories is closed at once."""
-    listed = set(names)
-    stored = conn.execute(select(j.c.repository).where(j.c.account == account)).scalars()
+    the listing's requests and error. A pass without repositories is closed at once.
+
+    The account's rows are reset with one UPDATE (new rows inserted, moved ones renumbered):
+    an unchanged list of 500 repositories costs a few statements, not 500 upserts."""
+    listed = {name: position for position, name in enumerate(dict.fromkeys(names))}
+    stored = dict(
+        conn.execute(select(j.c.repository, j.c.position).where(j.c.account == account)).all()
+    )
     gone = [name for name in stored if name not in listed]
     for start in range(0, len(gone), CHUNK):
         chunk = gone[start : start + CHUNK]
         conn.execute(delete(j).where(j.c.account == account, j.c.repository.in_(chunk)))
-    rows = [_job_row(account, name, run_id, position) for position, name in enumerate(names)]
-    for start in range(0, len(rows), CHUNK):
-        insert = insert_for(conn, j).values(rows[start : start + CHUNK])
-        kept = {"account", "repository", "scanned_by", "scanned_at", "scanned_run"}
-        fresh = {c.name: insert.excluded[c.name] for c in j.c if c.name not in kept}
-        conn.execute(insert.on_conflict_do_update(index_elements=["account", "repository"],
-                                                  set_=fresh))  # fmt: skip
+    fresh = {name: 0 for name in COUNTS}
+    conn.execute(
+        update(j)
+        .where(j.c.account == account)
+        .values(
+            run_id=run_id,
+            status=PENDING,
+            holder=None,
+            lease_expires_at=None,
+            attempts=0,
+            ok=None,
+            error=None,
+            **fresh,
+        )
+    )
+    moved = [
+        {"k_account": account, "k_repository": name, "v_position": position}
+        for name, position in listed.items()
+        if name in stored and stored[name] != position
+    ]
+    if moved:
+        conn.execute(_MOVED, moved)
+    new = [_job_row(account, name, run_id, listed[name]) for name in listed if name not in stored]
+    for start in range(0, len(new), CHUNK):
+        conn.execute(insert_for(conn, j).values(new[start : start + CHUNK]))
     errors = [] if error is None else [{"repository": None, "error": clip(error)}]
     conn.execute(
         update(scan_runs).where(scan_runs.c.id == run_id).values(requests=requests, errors=errors)
     )
-    if not names:
+    if not listed:
         _finish_if_done(conn, run_id, now)
-    return len(rows)
+    return len(listed)
+
+
+_MOVED = (
+    update(j)
+    .where(j.c.account == bindparam("k_account"), j.c.repository == bindparam("k_repository"))
+    .values(position=bindparam("v_position"))
+)
 
 
 def _job_row(account: str, name: str, run_id: int, position: int) -> dict[str, Any]:

@@ -23,19 +23,29 @@ The result is exactly the first `limit` matches by id, as on SQLite.
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, String, column, text
+from sqlalchemy import BigInteger, String, TextualSelect, column, text
 from sqlalchemy.engine import Connection
 
 from regwatch.store.dialect import ACCOUNT_ID_BITS, SEARCH_TEXT, chars_pattern, like_pattern
 
-PROBE_ROWS = 1000
+PROBE_ROWS = 300  # 1,000: mean 12-15 ms, 300: 7.5-10 ms (the 300 substrings above)
 _SPAN = 1 << ACCOUNT_ID_BITS
 _PROBE_HEAD = (column("probe_key", BigInteger), column("probe_name", String))
 _PROBE_TAIL = (column("probe_last", BigInteger), column("probe_id", BigInteger))
+
+
+@functools.cache
+def _statement(
+    sql: Callable[[Sequence[Any]], str], columns: tuple[Any, ...], head: tuple[Any, ...] = ()
+) -> TextualSelect:
+    """`sql(columns)` as a statement whose result columns are `head` + `columns`, typed (JSON
+    decoded as usual); built once (SQLAlchemy then caches its compiled form)."""
+    return text(sql(columns)).columns(*head, *columns)
 
 
 def _probe_sql(columns: Sequence[Any]) -> str:
@@ -76,7 +86,7 @@ def search_postgres(
         return []
     params = {"pattern": like_pattern(q.lower()), "limit": limit, "window": PROBE_ROWS}
     params.update(klow=keys[0], khigh=keys[1])
-    probe = text(_probe_sql(columns)).columns(*_PROBE_HEAD, *_PROBE_TAIL, *columns)
+    probe = _statement(_probe_sql, tuple(columns), _PROBE_HEAD + _PROBE_TAIL)
     gaps = _Gaps(conn, columns, q)
     found: list[tuple[Any, ...]] = []
     try:
@@ -135,13 +145,15 @@ class _Gaps:
         if len(found) >= cap:
             params["high"] = sorted(found)[count - 1]
             if params["high"] - ids[0] <= self.WALK:  # ids are dense: at most WALK rows
-                return self._rows(_walk_sql(self.columns), {**params, "limit": count})
+                return self._rows(_walk_sql, {**params, "limit": count})
             found = self._ids({**params, "limit": count})
         wanted = sorted(found)[:count]
-        return self._rows(_by_id_sql(self.columns), {"ids": wanted}) if wanted else []
+        return self._rows(_by_id_sql, {"ids": wanted}) if wanted else []
 
-    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        statement = text(sql).columns(*self.columns)
+    def _rows(
+        self, sql: Callable[[Sequence[Any]], str], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        statement = _statement(sql, tuple(self.columns))
         return [tuple(row) for row in self.conn.execute(statement, params)]
 
     def _ids(self, params: dict[str, Any]) -> list[int]:

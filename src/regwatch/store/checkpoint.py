@@ -100,7 +100,9 @@ def checkpoint_in_background(writer: Engine, path: str | Path) -> BackgroundChec
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
 
-    def on_commit(_conn: Any) -> None:  # just before the commit: the thread runs after it
+    def on_commit(_conn: Any) -> None:
+        # SQLAlchemy calls this just before the driver commits: a checkpoint that starts first
+        # copies what was committed before, and the next commit (or the close) takes the rest
         checkpointer.wake()
 
     event.listen(writer, "connect", on_connect)

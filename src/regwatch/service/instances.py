@@ -108,7 +108,9 @@ async def watch_scan_requests(service: Service) -> None:
 async def consume_scan_request(service: Service, name: str) -> None:
     """A scan of `name` starts: it answers the "scan now" requests made until now."""
     try:
-        await service.store.call(Store.consume_scan_request, name, utc_now())
+        started = utc_now()
+        if name in await service.store.call(Store.scan_requests):  # a read: no write per scan
+            await service.store.call(Store.consume_scan_request, name, started)
     except Exception as exc:  # the request stays: one scan more, later
         log.warning("account %s: could not consume its scan request: %s", name,
                     describe_error(exc))  # fmt: skip

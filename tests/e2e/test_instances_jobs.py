@@ -5,8 +5,9 @@ repository per job: the holder of the account's lease publishes a pass, every in
 repositories. Counted at the registry (the fault proxy's request log): each repository listed
 once per pass, passes once per interval across the three; the repositories of a pass are spread
 over several instances; an instance killed mid-pass has its claimed repositories taken over
-within one lease; "scan now" on an instance that does not hold the account is scanned by the one
-that does. Reuses the fixtures and helpers of test_instances_scale.py.
+within one lease, and when it held the account its pass is adopted (not replaced) by another;
+"scan now" on an instance that does not hold the account is scanned by the one that does.
+Reuses the fixtures and helpers of test_instances_scale.py.
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ def finished_passes(database: Database) -> list[tuple[int, float, float]]:
             "AND finished_at IS NOT NULL ORDER BY id"
         ).fetchall()
     return [(int(run_id), started / 1000, finished / 1000) for run_id, started, finished in rows]
+
+
+def big_runs(database: Database) -> list[tuple[int, str, str, float, float | None]]:
+    """(id, holder, status, started, finished in epoch seconds) of the account big's runs."""
+    server, name = database
+    with server.connect(name) as conn:
+        rows = conn.execute(
+            "SELECT id, holder, status, started_at, finished_at FROM scan_runs "
+            "WHERE account = 'big' ORDER BY id"
+        ).fetchall()
+    return [(int(run_id), holder, status, started / 1000, None if end is None else end / 1000)
+            for run_id, holder, status, started, end in rows]  # fmt: skip
 
 
 def pushed(registry: RegistryHandle, unique_name: str, count: int) -> list[str]:
@@ -171,6 +184,44 @@ def test_repositories_claimed_by_an_instance_killed_mid_pass_are_taken_over_with
     status = survivor.get("/dockerRegistry/accounts/big/status")
     assert victim_holder not in {scan["instance"] for scan in status["repositoryScans"]
                                  if scan["repository"] in orphans}  # fmt: skip
+
+
+def test_the_pass_of_a_holder_killed_mid_pass_is_adopted_and_finished_by_another(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    serve: ServeFactory,
+    database: Database,
+) -> None:
+    repositories = pushed(registry_anonymous, unique_name, 8)
+    config = tmp_path / "config"
+    big_account(config, proxy, repositories)
+    instances = {running.process.pid: running for running in
+                 [sharing(serve)(config) for _ in range(3)]}  # fmt: skip
+    next(iter(instances.values())).wait_scanned("big")
+    proxy.add(fault_rules.slow_headers(1.0, path="/tags/list", times=None))
+
+    def newest() -> tuple[int, str, str, float, float | None]:
+        return big_runs(database)[-1]
+
+    eventually(lambda: newest()[2] == "running", 30, "a pass in progress")
+    (run_id, victim_holder, _, _, _) = newest()
+    victim = next(pid for pid in instances if victim_holder.endswith(f":{pid}"))
+    instances.pop(victim).kill()
+    killed_at = time.time()
+
+    def the_pass() -> tuple[int, str, str, float, float | None]:
+        return next(run for run in big_runs(database) if run[0] == run_id)
+
+    eventually(lambda: the_pass()[1] != victim_holder, 3 * LEASE, "another adopts the pass")
+    assert time.time() - killed_at <= LEASE + 2.0
+    eventually(lambda: the_pass()[4] is not None, 30, "the pass finishes")
+    (_, holder, status, _, finished) = the_pass()
+    assert status == "ok"
+    assert any(holder.endswith(f":{pid}") for pid in instances)  # a survivor
+    # adopted, not replaced: no other pass of the account started before it finished
+    assert all(run[3] >= (finished or 0) for run in big_runs(database) if run[0] > run_id)
 
 
 def holder_and_other(instances: list[Serve], database: Database) -> tuple[Serve, Serve, str]:

@@ -141,8 +141,10 @@ def test_an_instance_killed_mid_scan_loses_its_account_within_one_lease(
     repositories = [f"{unique_name}slow", f"{unique_name}fast"]
     for repository in repositories:
         push_images(registry_anonymous, repository, ["1.0"])
-    # listing the slow repository takes longer than a lease: the heartbeat must keep it
-    proxy.add(fault_rules.slow_headers(1.5 * LEASE, path=f"{repositories[0]}/tags/list",
+    # listing the slow repository takes longer than a lease: the heartbeat must keep it; 2.5
+    # leases so that the scan is still running after the test's LEASE of waiting, even when the
+    # scan was seen late on a loaded machine
+    proxy.add(fault_rules.slow_headers(2.5 * LEASE, path=f"{repositories[0]}/tags/list",
                                        times=None))  # fmt: skip
     config = tmp_path / "config"
     accounts_config(config, proxy, repositories)

@@ -16,9 +16,8 @@ So the search takes two bounded steps:
 2. if the probes found `limit` matches before any account's unprobed rest (a gap) — the usual
    case for a common `q` — that is the answer. Otherwise the gaps before that point are
    searched through the substring index only (bitmap scans; migration 0003: its `account`
-   column answers "none in these accounts" without fetching a row): first all at once, capped
-   — fewer matches than the cap (a rare `q`) and they, merged with the probes', are the
-   answer — else account by account (`_Gaps.first`).
+   column answers "none in these accounts" without fetching a row), and the first `limit` of
+   those matches merged with the probes' are the answer.
 The result is exactly the first `limit` matches by id, as on SQLite.
 """
 
@@ -29,7 +28,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, String, TextClause, TextualSelect, column, text
+from sqlalchemy import BigInteger, String, TextualSelect, column, text
 from sqlalchemy.engine import Connection
 
 from regwatch.store.dialect import ACCOUNT_ID_BITS, SEARCH_TEXT, chars_pattern, like_pattern
@@ -89,40 +88,27 @@ def search_postgres(
     params.update(klow=keys[0], khigh=keys[1])
     probe = _statement(_probe_sql, tuple(columns), _PROBE_HEAD + _PROBE_TAIL)
     gaps = _Gaps(conn, columns, q)
+    found: list[tuple[Any, ...]] = []
     try:
-        accounts = list(_by_account(conn.execute(probe, params).all()))
-        found = gaps.all_if_few(accounts, limit)
-        if found is None:
-            found = _account_by_account(accounts, gaps, limit)
+        for account, end, matches in _by_account(conn.execute(probe, params).all()):
+            found += matches
+            if len(found) < limit and end is not None:  # the account's rest comes next
+                found += gaps.first(account, end, limit - len(found))
+            if len(found) >= limit:
+                break
     finally:
         gaps.close()
     return found[:limit]
 
 
-def _account_by_account(
-    accounts: list[tuple[str, tuple[int, int] | None, list[tuple[Any, ...]]]],
-    gaps: _Gaps,
-    limit: int,
-) -> list[tuple[Any, ...]]:
-    """Each account's probed matches, then the first ones of its rest, until `limit`."""
-    found: list[tuple[Any, ...]] = []
-    for account, rest, matches in accounts:
-        found += [match[1:] for match in matches]
-        if len(found) < limit and rest is not None:  # the account's rest comes next
-            found += gaps.first(account, rest, limit - len(found))
-        if len(found) >= limit:
-            break
-    return found
-
-
 def _by_account(rows: Sequence[Any]) -> Iterator[tuple[str, tuple[int, int] | None, list[Any]]]:
     """The probe's rows per account, in key order: the account, its unprobed id range (None
-    when it has no tags) and the probe's matches (`(id, *columns)` tuples, in id order)."""
+    when it has no tags) and the probe's matches (`columns` tuples, in id order)."""
     for key, group in itertools.groupby(rows, key=lambda row: row[0]):
         first, *others = list(group)
         last = first[2]
         rest = None if last is None else (int(last) + 1, int(key) * _SPAN + _SPAN - 1)
-        matches = [tuple(row[3:]) for row in (first, *others) if row[3] is not None]
+        matches = [tuple(row[4:]) for row in (first, *others) if row[3] is not None]
         yield str(first[1]), rest, matches
 
 
@@ -149,34 +135,10 @@ class _Gaps:
         self.params["chars"] = chars_pattern(q)
         self.saved: Any = None
 
-    def all_if_few(
-        self, accounts: list[tuple[str, tuple[int, int] | None, list[tuple[Any, ...]]]], limit: int
-    ) -> list[tuple[Any, ...]] | None:
-        """The answer when the rests before the `limit`-th probed match hold fewer than `CAP`
-        matches in all (one search for them all: what a rare `q` costs); None otherwise."""
-        probed: list[tuple[Any, ...]] = []
-        rests: list[tuple[str, tuple[int, int]]] = []
-        for account, rest, matches in accounts:
-            if len(probed) >= limit:
-                break
-            probed += matches
-            if len(probed) < limit and rest is not None:
-                rests.append((account, rest))
-        if not rests:
-            return [match[1:] for match in probed]
-        self._bitmaps_only()
-        params = {**self.params, "accounts": sorted({account for account, _ in rests})}
-        for i, (_, (low, high)) in enumerate(rests):
-            params[f"low{i}"], params[f"high{i}"] = low, high
-        found = self.conn.execute(_ids_in(len(rests)), {**params, "limit": self.CAP}).scalars()
-        ids = [int(tag_id) for tag_id in found]
-        if len(ids) >= self.CAP:
-            return None
-        wanted = sorted([*ids, *(int(match[0]) for match in probed)])[:limit]
-        return self._rows(_by_id_sql, {"ids": wanted}) if wanted else []
-
     def first(self, account: str, ids: tuple[int, int], count: int) -> list[tuple[Any, ...]]:
-        self._bitmaps_only()
+        if self.saved is None:
+            self.saved = self.conn.exec_driver_sql(_SAVE).one()
+            self._set("off", "off", "0")
         params = {**self.params, "account": account, "low": ids[0], "high": ids[1]}
         cap = max(self.CAP, count)
         found = self._ids({**params, "limit": cap})
@@ -193,11 +155,6 @@ class _Gaps:
     ) -> list[tuple[Any, ...]]:
         statement = _statement(sql, tuple(self.columns))
         return [tuple(row) for row in self.conn.execute(statement, params)]
-
-    def _bitmaps_only(self) -> None:
-        if self.saved is None:
-            self.saved = self.conn.exec_driver_sql(_SAVE).one()
-            self._set("off", "off", "0")
 
     def _ids(self, params: dict[str, Any]) -> list[int]:
         return [int(found) for found in self.conn.execute(_IDS, params).scalars()]
@@ -223,16 +180,6 @@ _IDS = text(
     f"""SELECT id FROM tags WHERE account = :account AND {SEARCH_TEXT} LIKE :chars ESCAPE '\\'
     AND ref LIKE :pattern ESCAPE '\\' AND id + 0 BETWEEN :low AND :high LIMIT :limit"""  # noqa: S608
 )
-
-
-@functools.cache
-def _ids_in(ranges: int) -> TextClause:
-    """`_IDS` over several accounts' id ranges."""
-    within = " OR ".join(f"id + 0 BETWEEN :low{i} AND :high{i}" for i in range(ranges))
-    return text(
-        f"""SELECT id FROM tags WHERE account = ANY(:accounts) AND {SEARCH_TEXT} LIKE :chars
-        ESCAPE '\\' AND ref LIKE :pattern ESCAPE '\\' AND ({within}) LIMIT :limit"""  # noqa: S608
-    )
 
 
 def _by_id_sql(columns: Sequence[Any]) -> str:

@@ -43,6 +43,11 @@ class BackgroundCheckpointer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive (started by the first commit, until close)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wake(self) -> None:
         """After a commit (called on the writer thread: cheap, never waits for the disk)."""
         if self._thread is None:

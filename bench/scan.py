@@ -15,6 +15,7 @@ Starts an anonymous test registry (tests/harness) holding 200 repositories x 50 
    takes too long and distribution 2.8 does not paginate tags/list (target < 150 MB).
 
     .venv/bin/python bench/scan.py [--repos 200] [--tags 50] [--concurrency 16] [--rounds 3]
+                                   [--only-tags]
 
 skopeo comes from Debian (`apt-get install -y skopeo`); set BENCH_INSTALL_SKOPEO=1 to let this
 script install it when it is missing. Timed figures are the best of `--rounds` runs; regwatch
@@ -320,6 +321,9 @@ async def run(args: argparse.Namespace, handle: Any) -> None:
     repos = [f"{PREFIX}repo{r:04d}" for r in range(args.repos)]
     await regwatch_scan(url, c, trackDigests=True)  # warm up the registry and the imports
     await bare_scan(url, c)
+    if args.only_tags:
+        await tags_only(handle, repos, c, rounds)
+        return
 
     (full_s, (full, full_store)), (bare_s, bare_requests) = await best_of_pairs(
         rounds, lambda: regwatch_scan(url, c, trackDigests=True), lambda: bare_scan(url, c)
@@ -352,6 +356,9 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--only-tags", action="store_true", help="only 2. (the tags-only scan against skopeo)"
+    )
     args = parser.parse_args()
     registry = RegistryProcess("anonymous")
     with registry as handle:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal
 
 TagOrder = Literal["lexical", "semver", "date"]
@@ -64,8 +65,31 @@ class StagedTag:
 
     @classmethod
     def seen(cls, tag: str, *, event: str | None = None) -> StagedTag:
-        """A tag that is still there, with nothing new to record about it."""
-        return cls(tag=tag, metadata=False, event=event)
+        """A tag that is still there, with nothing new to record about it.
+
+        Built without `__init__`: a frozen dataclass's `__init__` sets each field through
+        `object.__setattr__` and makes two dicts (1.9 µs), and a scan makes one of these per
+        listed tag on the event loop (10,000 in the indexing benchmark); filling the instance's
+        dict takes ~0.5 µs. The empty mappings are one shared read-only mapping. Equal to
+        `StagedTag(tag, metadata=False, event=event)` (tests/unit/test_store_staged_tag.py).
+        """
+        staged = _new(cls)
+        staged.__dict__.update(
+            tag=tag,
+            digest=None,
+            index_digest=None,
+            platform_digests=_NO_ENTRIES,
+            created=None,
+            labels=_NO_ENTRIES,
+            metadata=False,
+            event=event,
+            event_id=None,
+        )
+        return staged
+
+
+_new = object.__new__
+_NO_ENTRIES: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass

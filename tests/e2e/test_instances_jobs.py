@@ -6,6 +6,7 @@ repositories. Counted at the registry (the fault proxy's request log): each repo
 once per pass, passes once per interval across the three; the repositories of a pass are spread
 over several instances; an instance killed mid-pass has its claimed repositories taken over
 within one lease, and when it held the account its pass is adopted (not replaced) by another;
+a catalog account's first pass (nothing stored yet) is listed once and shared too;
 "scan now" on an instance that does not hold the account is scanned by the one that does.
 Reuses the fixtures and helpers of test_instances_scale.py.
 """
@@ -13,6 +14,7 @@ Reuses the fixtures and helpers of test_instances_scale.py.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from pathlib import Path
 
@@ -272,3 +274,37 @@ def test_scan_now_on_an_instance_that_does_not_hold_the_account_is_scanned_by_th
     code, body = holder.request("POST", "/dockerRegistry/accounts/big/scan")
     assert code == 202, body
     assert (body["queued"], body["holder"]) == (False, holder_id)
+
+
+def test_the_first_pass_of_a_catalog_account_is_listed_once_and_spread_over_the_instances(
+    registry_anonymous: RegistryHandle,
+    unique_name: str,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    serve: ServeFactory,
+    database: Database,
+) -> None:
+    """Nothing stored about the account yet: its holder decides on the pass's own catalog
+    listing (12 > SHARE_ABOVE) and publishes it as jobs; one run record, one listing, every
+    repository scanned once, by more than one instance."""
+    repositories = pushed(registry_anonymous, unique_name, 12)
+    proxy.add(fault_rules.slow_headers(1.0, path="/tags/list", times=None))
+    config = tmp_path / "config"
+    write_config(config, [], {})
+    instances = [sharing(serve)(config) for _ in range(3)]  # all up before the account exists
+    account = {"name": "big", "address": proxy.url, "cacheIntervalSeconds": NEVER,
+               "repositoriesRegex": f"{re.escape(unique_name)}svc.*"}  # fmt: skip
+    write_config(config, [account], {})
+
+    eventually(lambda: bool(finished_passes(database)), 60, "the first pass finishes")
+    ((run_id, holder, status, _, _),) = big_runs(database)
+    assert status == "ok"
+    done = jobs(database)
+    assert sorted(repo for repo, _, _, _, _ in done) == sorted(repositories)
+    assert all(state == "done" and run == run_id for _, state, _, run, _ in done), done
+    assert len({by for _, _, by, _, _ in done}) >= 2, done
+    assert tags_list_counts(proxy, repositories) == [1] * len(repositories)
+    catalog = [r.path_qs for r in proxy.requests if r.path_qs.startswith("/v2/_catalog")]
+    first_pages = [path for path in catalog if "last=" not in path]
+    assert len(first_pages) == 1, first_pages  # listed once, by the holder
+    assert any(holder.endswith(f":{i.process.pid}") for i in instances)

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from harness import RegistryHandle, push_images
+from harness import FaultProxy, RegistryHandle, push_images
 from regwatch.errors import ConfigError
 from regwatch.service import Service
 from regwatch.service.core import SCAN_LEASE_ENV, SHARE_ENV
 from regwatch.store import Store
+from regwatch.store.schema import scan_runs
 
 INSTANCE = "serve:test:1"
 
@@ -119,5 +121,75 @@ async def test_a_large_account_is_scanned_as_jobs_and_scan_now_is_kept_in_the_st
             (name, INSTANCE, True) for name in repositories
         }
         assert all(s.run_id == first.id + 1 for s in scans)
+    finally:
+        await service.stop()
+
+
+def run_ids(service: Service, account: str) -> list[int]:
+    """The account's run records, oldest first (a read of the store's table)."""
+    with service.store.store.engines.reader.connect() as conn:
+        query = select(scan_runs.c.id).where(scan_runs.c.account == account)
+        return sorted(conn.execute(query).scalars())
+
+
+async def test_a_catalog_accounts_first_pass_is_shared_when_its_listing_is_large(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    """Nothing stored yet: the decision is made on the pass's own listing (one catalog request
+    per account): "big" (4 > 2) is published as jobs, "small" (2) is scanned whole; one run
+    record per pass, every repository scanned once."""
+    registry = registry_factory("anonymous")
+    for name in ["big/a", "big/b", "big/c", "big/d", "small/a", "small/b"]:
+        push_images(registry, name, ["1.0"])
+    proxies = {name: fault_proxy_factory(registry) for name in ("big", "small")}
+    accounts = [
+        {"name": name, "address": proxy.url, "repositoriesRegex": f"{name}/.*",
+         "cacheIntervalSeconds": 86_400}
+        for name, proxy in proxies.items()
+    ]  # fmt: skip
+    config = write_config(tmp_path / "config", accounts)
+    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
+               "HOME": str(tmp_path)}  # fmt: skip
+    service = Service.open(config, environ=environ, instance_id=INSTANCE)
+    store = service.store
+    await service.start()
+    try:
+
+        async def finished(name: str) -> bool:
+            status = await store.call(Store.account_status, name)
+            run = status.last_run if status is not None else None
+            return run is not None and run.finished_at is not None
+
+        await eventually(lambda: finished("big"))
+        await eventually(lambda: finished("small"))
+        for name, proxy in proxies.items():
+            assert proxy.count("GET", r"^/v2/_catalog") == 1, name
+            assert proxy.count("GET", r"/tags/list") == (4 if name == "big" else 2), name
+        big = await store.call(Store.account_status, "big")
+        assert big is not None
+        assert big.last_run is not None
+        assert (big.last_run.status, big.last_run.repositories_ok) == ("ok", 4)
+        assert run_ids(service, "big") == [big.last_run.id]
+        summary = await store.call(Store.scan_pass, big.last_run.id)
+        assert summary is not None
+        assert (summary.jobs, summary.done, dict(summary.by_instance)) == (4, 4, {INSTANCE: 4})
+        assert big.last_run.requests == len(proxies["big"].requests)  # listing + the jobs'
+        small = await store.call(Store.account_status, "small")
+        assert small is not None
+        assert small.last_run is not None
+        assert (small.last_run.status, small.last_run.repositories_ok) == ("ok", 2)
+        assert run_ids(service, "small") == [small.last_run.id]
+        assert small.last_run.requests == len(proxies["small"].requests)
+        small_pass = await store.call(Store.scan_pass, small.last_run.id)
+        assert small_pass is not None
+        assert small_pass.jobs == 0
+        scans = await store.call(Store.repository_scans, "small")
+        assert {(s.repository, s.instance, s.shared) for s in scans} == {
+            ("small/a", INSTANCE, False),
+            ("small/b", INSTANCE, False),
+        }
     finally:
         await service.stop()

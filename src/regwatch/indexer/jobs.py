@@ -22,7 +22,7 @@ from typing import Any
 
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import RegwatchError
-from regwatch.indexer.repositories import list_repositories
+from regwatch.indexer.repositories import RepositoryList, list_repositories
 from regwatch.indexer.repository_scan import RepositoryScanner
 from regwatch.indexer.results import RepositoryResult, RunStatus, ScanProgress, ScanRun
 from regwatch.registry import ClientStats, RegistryClient, Transport
@@ -80,12 +80,29 @@ class _Tally:
         return errors
 
 
+def stats_now(stats: ClientStats) -> tuple[int, int, int, int]:
+    """A client's counters (requests, retries, rate_limited, token_fetches) at this moment."""
+    return (stats.requests, stats.retries, stats.rate_limited, stats.token_fetches)
+
+
+@dataclass(frozen=True)
+class ListedRun:
+    """A run record the caller already started, with the repositories it listed with `client`
+    (a shared pass's holder lists first, then decides whether to share): `scan_account(listed=…)`
+    goes on from there, without starting a run or listing again."""
+
+    run_id: int
+    started_at: datetime
+    listing: RepositoryList
+    stats: tuple[int, int, int, int]  # `stats_now(client.stats)` when the run started
+
+
 class _Counters:
     """ClientStats deltas over one run (a client may be reused across runs)."""
 
-    def __init__(self, stats: ClientStats) -> None:
+    def __init__(self, stats: ClientStats, start: tuple[int, int, int, int] | None = None) -> None:
         self.stats = stats
-        self.start = (stats.requests, stats.retries, stats.rate_limited, stats.token_fetches)
+        self.start = start if start is not None else stats_now(stats)
 
     def delta(self) -> tuple[int, int, int, int]:
         s = self.stats
@@ -104,25 +121,31 @@ async def scan_account(
     stop: asyncio.Event | None = None,
     holder: str | None = None,
     client: RegistryClient | None = None,
+    listed: ListedRun | None = None,
 ) -> ScanRun:
     """Scan one account into the store and record the run (see the module docstring).
 
     `sinks`: event sinks that get a pending delivery for each event recorded. `holder`: who runs
     the scan (recorded with the run). `client`: a RegistryClient for the account to reuse across
     runs (it keeps its learned auth scheme and tokens); one is made from `transport` otherwise.
+    `listed`: the run already started and listed with `client` (see `ListedRun`).
     Raises only for store failures outside a repository (the run cannot be recorded then).
     """
     progress = progress or ScanProgress()
-    started = utc_now()
-    await store.call(Store.ensure_account, account.name, account.registry)
-    run_id = await store.call(Store.start_run, account.name, holder=holder)
+    if listed is not None:
+        started, run_id = listed.started_at, listed.run_id
+    else:
+        started = utc_now()
+        await store.call(Store.ensure_account, account.name, account.registry)
+        run_id = await store.call(Store.start_run, account.name, holder=holder)
     tally = _Tally()
     counters: _Counters | None = None
     try:
         if client is None:
             client = RegistryClient(account.endpoint(), account.credentials(), transport=transport)
-        counters = _Counters(client.stats)
-        await _scan(account, client, store, sinks, progress, stop, tally)
+        counters = _Counters(client.stats, listed.stats if listed is not None else None)
+        listing = listed.listing if listed is not None else None
+        await _scan(account, client, store, sinks, progress, stop, tally, listing)
     except RegwatchError as exc:  # the client could not even be set up (CA file, credentials)
         tally.account_error = str(exc)
         progress.account_error(account.name, tally.account_error)
@@ -144,11 +167,13 @@ async def _scan(
     progress: ScanProgress,
     stop: asyncio.Event | None,
     tally: _Tally,
+    listing: RepositoryList | None = None,
 ) -> None:
     if stop is not None and stop.is_set():
         tally.stopped = True
         return
-    listing = await list_repositories(account, client, store)
+    if listing is None:
+        listing = await list_repositories(account, client, store)
     if listing.error is not None:
         tally.account_error = f"listing repositories failed, kept the stored list: {listing.error}"
         progress.account_error(account.name, tally.account_error)

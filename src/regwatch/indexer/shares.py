@@ -6,12 +6,16 @@ interval across instances. When the account has more repositories than a thresho
 (`REGWATCH_SHARE_REPOSITORIES_ABOVE`), the holder does not scan them itself:
 
 1. it starts the run record and lists the repositories (catalog, file or list) as a
-   per-account scan does;
-2. it publishes one job per repository for this pass (`Store.publish_scan_jobs`);
-3. every instance's `JobWorker` (`regwatch.indexer.job_worker`; the holder's too) claims jobs
+   per-account scan does — once: the decision is made on this listing, so that a catalog
+   account's first pass (nothing stored yet) is shared too;
+2. with at most the threshold's repositories, it scans them itself on the per-account path
+   (`scan_account(listed=…)`: the same run record, no second listing);
+3. otherwise it publishes one job per listed repository for this pass
+   (`Store.publish_scan_jobs`);
+4. every instance's `JobWorker` (`regwatch.indexer.job_worker`; the holder's too) claims jobs
    with a lease, scans each with the indexer's `RepositoryScanner`, and completes it; the last
    completion, whoever makes it, closes the run with the jobs' sums;
-4. the holder waits for that (keeping its account lease alive) and returns the run.
+5. the holder waits for that (keeping its account lease alive) and returns the run.
 
 A holder that dies mid-pass loses the account's lease; the instance that takes it over adopts
 the running pass (it becomes the run's holder) instead of publishing a new one, so that every
@@ -23,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from regwatch.config.model import DockerRegistryAccount
-from regwatch.indexer.repositories import list_repositories, select
+from regwatch.indexer.jobs import ListedRun, stats_now
+from regwatch.indexer.repositories import list_repositories
 from regwatch.indexer.results import ScanRun
 from regwatch.indexer.scheduler import wait_event
 from regwatch.registry import RegistryClient
@@ -40,12 +45,27 @@ DEFAULT_SHARE_ABOVE = 100  # repositories: above this, an account's passes are s
 PASS_POLL = 0.2  # seconds between two looks of the pass's holder at its progress
 
 
-async def repository_count(account: DockerRegistryAccount, store: AsyncStore) -> int:
-    """How many repositories the account's next pass is likely to cover, without a request:
-    its `repositories` list, else what the last listing stored (0 before the first one)."""
-    if account.repositories:
-        return len(select(account.repositories, None, account.skip))
-    return len(await store.call(Store.repositories, account.name))
+ScanWhole = Callable[[ListedRun], Awaitable[ScanRun]]
+
+
+async def adopt_pass(
+    account: DockerRegistryAccount,
+    *,
+    store: AsyncStore,
+    holder: str,
+    stop: asyncio.Event,
+    wake: Callable[[], None],
+    poll: float = PASS_POLL,
+) -> ScanRun | None:
+    """Adopt the account's pass left running by a previous holder and wait for it to finish
+    (or `stop`); None when no pass of the account is running."""
+    run_id = await store.call(Store.unfinished_scan_pass, account.name)
+    if run_id is None:
+        return None
+    await store.call(Store.adopt_scan_pass, run_id, holder)
+    log.info("account %s: took over the running pass %d", account.name, run_id)
+    wake()
+    return await wait_pass(account, run_id, store, stop, poll)
 
 
 async def run_pass(
@@ -54,50 +74,66 @@ async def run_pass(
     store: AsyncStore,
     client: RegistryClient,
     holder: str,
+    share_above: int,
+    scan_whole: ScanWhole,
     stop: asyncio.Event,
     wake: Callable[[], None],
     poll: float = PASS_POLL,
 ) -> ScanRun:
-    """Run (or adopt) the account's shared pass; returns when the pass is finished or `stop` is
-    set (the pass then goes on without this instance's coordination). See the module doc."""
-    run_id = await store.call(Store.unfinished_scan_pass, account.name)
-    if run_id is not None:
-        await store.call(Store.adopt_scan_pass, run_id, holder)
-        log.info("account %s: took over the running pass %d", account.name, run_id)
-    else:
-        run_id = await _publish(account, store, client, holder)
+    """Start a pass: its run record and the listing, then either `scan_whole(listed)` (at most
+    `share_above` repositories, or the registry unreachable) or the pass shared as jobs, waited
+    for until it is finished or `stop` is set (it then goes on without this instance's
+    coordination). See the module doc."""
+    listed = await start_pass(account, store, client, holder)
+    listing = listed.listing
+    if listing.unreachable or len(listing.names) <= share_above:
+        return await scan_whole(listed)
+    await _publish(account, store, client, listed)
     wake()
-    summary = await _wait(store, run_id, stop, poll)
-    return pass_run(account, run_id, summary)
+    return await wait_pass(account, listed.run_id, store, stop, poll)
+
+
+async def start_pass(
+    account: DockerRegistryAccount, store: AsyncStore, client: RegistryClient, holder: str
+) -> ListedRun:
+    """Start the account's run record and list its repositories (the store's list updated)."""
+    await store.call(Store.ensure_account, account.name, account.registry)
+    stats = stats_now(client.stats)
+    started = utc_now()
+    run_id = await store.call(Store.start_run, account.name, holder=holder)
+    try:
+        listing = await list_repositories(account, client, store)
+    except BaseException as exc:  # e.g. the store failed: close the run
+        await _abandon(store, run_id, client.stats.requests - stats[0], exc, "listing")
+        raise
+    return ListedRun(run_id, started, listing, stats)
 
 
 async def _publish(
-    account: DockerRegistryAccount, store: AsyncStore, client: RegistryClient, holder: str
-) -> int:
-    await store.call(Store.ensure_account, account.name, account.registry)
-    run_id = await store.call(Store.start_run, account.name, holder=holder)
-    before = client.stats.requests
+    account: DockerRegistryAccount, store: AsyncStore, client: RegistryClient, listed: ListedRun
+) -> None:
+    listing, run_id = listed.listing, listed.run_id
+    requests = client.stats.requests - listed.stats[0]
+    error = None
+    if listing.error is not None:
+        error = f"listing repositories failed, kept the stored list: {listing.error}"
     try:
-        listing = await list_repositories(account, client, store)
-        error = None
-        if listing.error is not None:
-            error = f"listing repositories failed, kept the stored list: {listing.error}"
-        names = [] if listing.unreachable else listing.names
         await store.call(
             Store.publish_scan_jobs,
             account.name,
             run_id,
-            names,
-            requests=client.stats.requests - before,
+            listing.names,
+            requests=requests,
             error=error,
         )
     except BaseException as exc:  # the pass could not be published: close its run
-        await _abandon(store, run_id, client.stats.requests - before, exc)
+        await _abandon(store, run_id, requests, exc, "publishing the pass")
         raise
-    return run_id
 
 
-async def _abandon(store: AsyncStore, run_id: int, requests: int, exc: BaseException) -> None:
+async def _abandon(
+    store: AsyncStore, run_id: int, requests: int, exc: BaseException, what: str
+) -> None:
     error = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc) or repr(exc)
     try:
         await store.call(
@@ -107,18 +143,23 @@ async def _abandon(store: AsyncStore, run_id: int, requests: int, exc: BaseExcep
             repositories_ok=0,
             repositories_failed=0,
             status="failed",
-            errors=[{"repository": None, "error": f"publishing the pass failed: {error}"}],
+            errors=[{"repository": None, "error": f"{what} failed: {error}"}],
         )
     except Exception as store_exc:  # the store is what failed: the next holder closes it
         log.warning("scan run %d: cannot record its failure: %s", run_id, store_exc)
 
 
-async def _wait(
-    store: AsyncStore, run_id: int, stop: asyncio.Event, poll: float
-) -> PassSummary | None:
+async def wait_pass(
+    account: DockerRegistryAccount,
+    run_id: int,
+    store: AsyncStore,
+    stop: asyncio.Event,
+    poll: float = PASS_POLL,
+) -> ScanRun:
+    """Wait until the pass is finished (or gone, or `stop` is set); the pass as a `ScanRun`."""
     while await store.call(Store.scan_pass_finished, run_id) is False and not stop.is_set():
         await wait_event(stop, poll)
-    return await store.call(Store.scan_pass, run_id)
+    return pass_run(account, run_id, await store.call(Store.scan_pass, run_id))
 
 
 def pass_run(account: DockerRegistryAccount, run_id: int, summary: PassSummary | None) -> ScanRun:

@@ -264,25 +264,14 @@ class Service:
 
     # --- scans -----------------------------------------------------------------------------------
     async def _scan_account(self, account: DockerRegistryAccount, stop: asyncio.Event) -> Any:
-        from regwatch.indexer.jobs import scan_account
-
         await instances.consume_scan_request(self, account.name)
-        shared = await instances.shared_pass(self, account, stop)
-        if shared is not None:
-            await self._refresh_tag_counts()
-            return shared
-        await instances.close_taken_over_run(self, account.name)
-        run = await scan_account(
-            account,
-            store=self.store,
-            transport=self.transport,
-            sinks=self._sinks(account),
-            stop=stop,
-            holder=self.instance_id,
-            client=self.client_for(account),
-        )
+        run = await instances.scan_pass(self, account, stop)
         await self._refresh_tag_counts()
         return run
+
+    def sinks_for(self, account: DockerRegistryAccount) -> Sequence[str]:
+        """The outbox sinks the account's scans record events for (`set_sinks`)."""
+        return self._sinks(account)
 
     def client_for(self, account: DockerRegistryAccount) -> RegistryClient | None:
         """The account's client, kept across scans (its learned auth scheme and tokens save

@@ -21,7 +21,7 @@ from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import ConfigError
 from regwatch.indexer.leases import DEFAULT_TTL, MAX_RETRY
 from regwatch.indexer.scheduler import wait_event
-from regwatch.indexer.shares import repository_count, run_pass
+from regwatch.indexer.shares import adopt_pass, run_pass
 from regwatch.service.workers import describe_error
 from regwatch.store import Store
 from regwatch.store.records import ScanRun, utc_now
@@ -116,27 +116,48 @@ async def consume_scan_request(service: Service, name: str) -> None:
                     describe_error(exc))  # fmt: skip
 
 
-# --- shared passes -------------------------------------------------------------------------------
-async def shared_pass(
+# --- passes ------------------------------------------------------------------------------------
+async def scan_pass(
     service: Service, account: DockerRegistryAccount, stop: asyncio.Event
-) -> IndexerRun | None:
-    """Run (or adopt) a shared pass of a large account (`regwatch.indexer.shares`); None for an
-    account scanned whole (small, sharing off, or no client could be built for it)."""
-    if service.share_above is None:
-        return None
-    running = await service.store.call(Store.unfinished_scan_pass, account.name)
-    if running is None and await repository_count(account, service.store) <= service.share_above:
-        return None
+) -> IndexerRun:
+    """One pass of the account by this instance (it holds the account's lease). With sharing on
+    (`regwatch.indexer.shares`): a shared pass left running by a previous holder is adopted;
+    else the run starts, the repositories are listed once, and the pass is shared as jobs when
+    they are more than `share_above`, scanned whole here otherwise. With sharing off (or no
+    client for the account): scanned whole."""
+    from regwatch.indexer.jobs import ListedRun, scan_account
+
     client = service.client_for(account)
-    if client is None:
-        return None
+
+    async def whole(listed: ListedRun | None = None) -> IndexerRun:
+        return await scan_account(
+            account,
+            store=service.store,
+            transport=service.transport,
+            sinks=service.sinks_for(account),
+            stop=stop,
+            holder=service.instance_id,
+            client=client,
+            listed=listed,
+        )
+
+    if service.share_above is None or client is None:
+        await close_taken_over_run(service, account.name)
+        return await whole()
+    store, holder, wake = service.store, service.instance_id, service.jobs.wake
+    adopted = await adopt_pass(account, store=store, holder=holder, stop=stop, wake=wake)
+    if adopted is not None:
+        return adopted
+    await close_taken_over_run(service, account.name)
     return await run_pass(
         account,
-        store=service.store,
+        store=store,
         client=client,
-        holder=service.instance_id,
+        holder=holder,
+        share_above=service.share_above,
+        scan_whole=whole,
         stop=stop,
-        wake=service.jobs.wake,
+        wake=wake,
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from harness import FaultProxy, RegistryHandle, push_images
+from harness import FaultProxy, RegistryHandle, fault_rules, push_images
 from regwatch.errors import ConfigError
 from regwatch.service import Service
 from regwatch.service.core import SCAN_LEASE_ENV, SHARE_ENV
@@ -193,3 +193,66 @@ async def test_a_catalog_accounts_first_pass_is_shared_when_its_listing_is_large
         }
     finally:
         await service.stop()
+
+
+async def test_an_account_deleted_mid_pass_stops_being_scanned_and_leaves_no_pass_open(
+    registry_factory: Callable[..., RegistryHandle],
+    fault_proxy_factory: Callable[..., FaultProxy],
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    """A config edit deletes a large account while its pass is half done: the jobs claimed in
+    advance (up to 3 slotfuls) are not started, nothing more is claimed, the pass and its jobs
+    are gone, and the service keeps scanning its other accounts."""
+    registry = registry_factory("anonymous")
+    names = [f"big/r{i:02d}" for i in range(12)]
+    for name in [*names, "small/a"]:
+        push_images(registry, name, ["1.0"])
+    proxy = fault_proxy_factory(registry).add(
+        fault_rules.slow_headers(0.5, path=r"^/v2/big/.*/tags/list", times=None)
+    )
+    big = {"name": "big", "address": proxy.url, "repositories": names, "cacheThreads": 1,
+           "cacheIntervalSeconds": 86_400}  # fmt: skip
+    small = {"name": "small", "address": registry.url, "repositories": ["small/a"],
+             "cacheIntervalSeconds": 1}  # fmt: skip
+    config = write_config(tmp_path / "config", [big, small])
+    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
+               "HOME": str(tmp_path)}  # fmt: skip
+    service = Service.open(config, environ=environ, instance_id=INSTANCE, poll_interval=0.1)
+    store = service.store
+    await service.start()
+    try:
+
+        async def half_done() -> bool:
+            status = await store.call(Store.account_status, "big")
+            run = status.last_run if status is not None else None
+            summary = await store.call(Store.scan_pass, run.id) if run is not None else None
+            return summary is not None and summary.done >= 1 and summary.pending >= 1
+
+        await eventually(half_done)
+        run_id = (await store.call(Store.unfinished_scan_pass, "big")) or 0
+        assert run_id > 0
+        write_config(tmp_path / "config", [small])
+
+        async def deleted() -> bool:
+            return await store.call(Store.account_status, "big") is None
+
+        await eventually(deleted)
+        await asyncio.sleep(1.0)  # the repositories in progress at the deletion end
+        listed = proxy.count("GET", r"/tags/list")
+        await asyncio.sleep(1.5)
+        assert proxy.count("GET", r"/tags/list") == listed  # nothing more of it is scanned
+        assert listed < len(names)
+        # only the repositories in progress (2 slots) ended after it, not those claimed ahead
+        assert service.jobs.lost <= 2, service.jobs.lost
+        assert await store.call(Store.scan_pass, run_id) is None
+        assert await store.call(Store.claimable_scan_accounts, ["big", "small"]) == []
+        assert run_ids(service, "big") == []
+        before = run_ids(service, "small")
+        await eventually(lambda: _more_runs(service, "small", before))
+    finally:
+        await service.stop()
+
+
+async def _more_runs(service: Service, account: str, before: list[int]) -> bool:
+    return len(run_ids(service, account)) > len(before)

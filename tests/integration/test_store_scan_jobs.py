@@ -205,6 +205,30 @@ def test_an_empty_pass_is_closed_at_once_with_the_listing_error(
     assert summary.errors == ({"repository": None, "error": "catalog: 503"},)
 
 
+def test_a_deleted_account_takes_its_pass_and_jobs_with_it(
+    stores: Callable[[], Store],
+) -> None:
+    """Deleted mid-pass (a config edit): nothing of it is claimable any more, no pass of it is
+    left to finish or adopt, and a completion arriving late is dropped; other accounts' passes
+    go on."""
+    one, two = stores(), stores()
+    run_id = a_pass(one, ["a", "b", "c", "d"])
+    other_run = a_pass(one, ["x"], account="other")
+    (mine,) = claim(one, "i1", limit=1)
+    assert one.delete_account("big")
+    assert two.claimable_scan_accounts(["big", "other"]) == ["other"]
+    assert claim(two, "i2") == []
+    assert two.unfinished_scan_pass("big") is None
+    assert two.scan_pass_finished(run_id) is None  # gone: its holder stops waiting
+    assert two.scan_pass(run_id) is None
+    late = one.complete_scan_job(mine, "i1", JobOutcome(ok=True))
+    assert (late.recorded, late.finished_run) == (False, False)
+    assert two.renew_scan_jobs("i1", LEASE) == 0
+    (job,) = claim(two, "i2", account="other")
+    assert done(two, job, "i2")
+    assert two.scan_pass_finished(other_run) is True
+
+
 def test_concurrent_completions_of_the_last_jobs_close_the_run_exactly_once(
     stores: Callable[[], Store],
 ) -> None:

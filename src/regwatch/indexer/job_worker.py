@@ -9,7 +9,9 @@ trip. Each job is scanned by the indexer's `RepositoryScanner`; finished jobs ar
 the store together, one transaction for those that finished while the previous one was being
 written (as a group commit). The jobs claimed have their lease renewed every `ttl / 3`. When the
 service stops, the repositories in progress are finished (a repository boundary), the ones
-claimed in advance are released, and nothing more is claimed.
+claimed in advance are released, and nothing more is claimed. The same for an account removed
+from the config (deleted mid-pass, or its entry made invalid): its jobs claimed in advance are
+released, not started.
 
 Why batches: on PostgreSQL every store write is a round trip on one of the store's two writer
 threads, which a scan also uses for each repository (begin, merge); a claim and a completion
@@ -108,6 +110,7 @@ class JobWorker:
         try:
             while not stopping.is_set():
                 self._wake.clear()
+                await self._forget_removed()
                 self._start_queued()
                 if not await self._claim_all():
                     await _first(self._wake, stopping, timeout=self.poll)
@@ -130,6 +133,23 @@ class JobWorker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._flushing is not None:
             await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def _forget_removed(self) -> None:
+        """Accounts no longer configured (deleted: their jobs go with their data; or an entry
+        made invalid): nothing more of theirs is started, the jobs claimed in advance are given
+        back, and their state goes once their repositories in progress are finished."""
+        configured = self._accounts()
+        queued: list[ScanJob] = []
+        for name in [name for name in self._work if name not in configured]:
+            work = self._work[name]
+            queued.extend(work.queued)
+            work.queued.clear()
+            self._more.discard(name)
+            if not work.running:
+                del self._work[name]
+        if queued:
+            with contextlib.suppress(Exception):  # not released: their leases lapse
+                await self.store.call(Store.release_scan_jobs, self.holder, queued)
 
     async def _claim_all(self) -> bool:
         """Claim what fits in the free slots of every account with claimable jobs; whether
@@ -171,7 +191,10 @@ class JobWorker:
         return AHEAD * work.slots - work.running - len(work.queued)
 
     def _start_queued(self) -> None:
+        configured = self._accounts()
         for work in self._work.values():
+            if work.account.name not in configured:
+                continue  # removed from the config meanwhile: see `_forget_removed`
             while work.queued and work.running < work.slots:
                 job = work.queued.popleft()
                 work.running += 1

@@ -2,8 +2,8 @@
 holder of the account's lease (issue 7, "per repository for large catalogs").
 
 The account's lease (`regwatch.indexer.leases`) still decides who runs a pass and when: once per
-interval across instances. When the account has more repositories than a threshold
-(`REGWATCH_SHARE_REPOSITORIES_ABOVE`), the holder does not scan them itself:
+interval across instances. With sharing on (`REGWATCH_SHARE_REPOSITORIES_ABOVE`, the threshold),
+the holder of the lease:
 
 1. it starts the run record and lists the repositories (catalog, file or list) as a
    per-account scan does — once: the decision is made on this listing, so that a catalog
@@ -21,6 +21,10 @@ A holder that dies mid-pass loses the account's lease; the instance that takes i
 the running pass (it becomes the run's holder) instead of publishing a new one, so that every
 repository is still scanned once per pass. The jobs a dead instance had claimed are claimed
 again by others once their lease expires.
+
+An account deleted mid-pass (a config edit) takes its run and its jobs with its data (the store
+cascades): nothing is left to claim, the holder's wait ends (`scan_pass_finished` is None), and
+the job workers drop the jobs of accounts no longer configured.
 """
 
 from __future__ import annotations

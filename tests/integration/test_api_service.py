@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,6 +310,40 @@ async def test_the_services_own_scan_invalidates_cached_lookups_at_once(
         await svc.post("/dockerRegistry/accounts/local/scan")
         await eventually(lambda: _is(scans_of(svc, "local"), 2), timeout=10)
         assert await lookups() == (["1.0", "1.1"], ["1.0", "1.1"])
+
+
+async def test_cached_lookups_are_revalidated_and_see_another_processs_scan(
+    anonymous: Anonymous,
+) -> None:
+    """Past `--cache-seconds`, an unchanged repository's answers are renewed with one stamp read
+    (not recomputed); a scan by another process (`regwatch scan`, which this service's own
+    invalidation never hears) shows at the first lookup after the TTL."""
+    repo = anonymous.repository("app", ["1.0"])
+    anonymous.add("local", repo)
+    async with anonymous.serving(cache_seconds=0.5) as svc:
+        await eventually(lambda: _is(svc.state("local"), "ok"))
+
+        async def lookups() -> tuple[list[str], list[str]]:
+            tags = await tags_of(svc, "local", repo)
+            _, found = await svc.get(
+                "/dockerRegistry/images/find", account="local", repository=repo, count="10"
+            )
+            return tags, [item["tag"] for item in found]
+
+        assert await lookups() == (["1.0"], ["1.0"])
+        await asyncio.sleep(0.6)
+        assert await lookups() == (["1.0"], ["1.0"])
+        assert svc.cache.revalidated == 2  # both entries renewed, not recomputed
+        anonymous.repository("app", ["1.1"])
+        env = {**os.environ, "REGWATCH_STORE_URL": anonymous.store_url}
+        scan = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "regwatch", "scan", "local", "--config", str(anonymous.config),
+            env=env, stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert await scan.wait() == 0
+        await asyncio.sleep(0.6)
+        assert await lookups() == (["1.0", "1.1"], ["1.0", "1.1"])
+        assert svc.cache.revalidated == 2
 
 
 async def test_accounts_added_edited_and_deleted_in_the_file_apply_without_restart(

@@ -107,3 +107,39 @@ async def test_writes_through_the_service_store_invalidate(tmp_path: Path) -> No
         assert cache.get("tags") is None
     finally:
         await astore.aclose()
+
+
+def test_an_expired_entry_with_a_validator_is_renewed_while_it_matches() -> None:
+    clock = Clock()
+    cache = ResponseCache(1.0, max_age=10.0, clock=clock)
+    cache.put("k", b"[1]", account="a", validator=(5, 1))
+    clock.now += 1.5
+    assert cache.get("k") is None  # get: fresh entries only
+    found = cache.lookup("k")
+    assert found is not None
+    assert not found.fresh
+    assert found.validator == (5, 1)
+    assert cache.renew("k", (5, 1))
+    assert cache.get("k") == b"[1]"  # fresh for another ttl
+    assert cache.revalidated == 1
+    clock.now += 1.5
+    assert cache.renew("k", (6, 2)) is False  # the repository moved: dropped, recompute
+    assert cache.lookup("k") is None
+    assert len(cache) == 0
+
+
+def test_revalidation_ends_at_max_age_without_a_validator_or_after_a_write() -> None:
+    clock = Clock()
+    cache = ResponseCache(1.0, max_age=3.0, clock=clock)
+    cache.put("old", b"[1]", validator=(1, 1))
+    cache.put("plain", b"[2]")
+    clock.now += 1.5
+    assert cache.lookup("plain") is None  # no validator: an expired entry is a miss
+    assert cache.renew("old", (1, 1))
+    clock.now += 2.0  # born 3.5 s ago, past max_age although the validator still matches
+    assert cache.lookup("old") is None
+    cache.put("a1", b"[3]", account="a", validator=(1, 1))
+    cache.invalidate("a")
+    clock.now += 1.5
+    assert cache.lookup("a1") is None  # this process's write: never revalidated
+    assert cache.renew("a1", (1, 1)) is False

@@ -14,8 +14,14 @@ per (account, repository, parameters), with the account's *generation* at the ti
   tags alone bumps every account. The generation is read *before* the store is, so a write that
   lands during the read makes the entry stale rather than wrong.
 - Writes by other processes (another `regwatch serve` on the same PostgreSQL, `regwatch scan`
-  run by hand) are not seen: for them an entry lives `ttl` seconds (`--cache-seconds`, default
-  5). **Staleness bound: none for this process's writes; `ttl` seconds for other processes'.**
+  run by hand) are not seen: for them an entry is fresh for `ttl` seconds (`--cache-seconds`,
+  default 5). An entry stored with a *validator* (the repository's change stamp, read before
+  the body) is then revalidated rather than recomputed: if the stamp still matches, the entry
+  is fresh for another `ttl` (one primary-key read instead of ~8 ms of rows and JSON for a
+  10,000-tag repository, which every 5 s stalled the event loop under load: bench/api.py's
+  p99). A revalidated entry is recomputed anyway after `max_age` (60 s), which bounds what a
+  stamp that failed to move (two writes in the same millisecond) could hide.
+  **Staleness bound: none for this process's writes; `ttl` seconds for other processes'.**
   `ttl=0` turns the cache off.
 
 Lookups with `q` are not cached (they rarely repeat). Bounded by total bytes: the least recently
@@ -27,14 +33,36 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from regwatch.store import AsyncStore
 from regwatch.store.store import is_writer
 
 DEFAULT_TTL = 5.0
+DEFAULT_MAX_AGE = 60.0  # seconds a revalidated entry may live before it is recomputed anyway
 DEFAULT_MAX_BYTES = 64 << 20
 Generation = tuple[int, int]  # (epoch bumped for every account, the account's own counter)
+
+
+@dataclass
+class _Entry:
+    expiry: float  # fresh until then; after it, revalidated (with a validator) or dropped
+    born: float
+    account: str | None
+    generation: Generation
+    validator: Hashable | None
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Cached:
+    """What `ResponseCache.lookup` found: `fresh`, or expired but revalidatable."""
+
+    body: bytes
+    fresh: bool
+    validator: Hashable | None
+
 
 # Store writers that never change what the lookups answer (tags, digests, labels, registries):
 # scan bookkeeping, staging before a repository's commit, the manifest cache, the outbox.
@@ -61,26 +89,28 @@ _READ_NEUTRAL_WRITERS = frozenset(
 
 
 class ResponseCache:
-    """key → (expiry, account, generation, body), LRU within `max_bytes`."""
+    """key → entry (expiry, birth, account, generation, validator, body), LRU within
+    `max_bytes`."""
 
     def __init__(
         self,
         ttl: float = DEFAULT_TTL,
         *,
+        max_age: float = DEFAULT_MAX_AGE,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
+        self.max_age = max_age
         self.max_bytes = max_bytes
         self._clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, str | None, Generation, bytes]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
         self._epoch = 0
         self._generations: dict[str, int] = {}
         self.hits = 0
         self.misses = 0
+        self.revalidated = 0
 
     @property
     def enabled(self) -> bool:
@@ -98,18 +128,41 @@ class ResponseCache:
             self._generations[account] = self._generations.get(account, 0) + 1
 
     def get(self, key: Hashable) -> bytes | None:
+        """The body while fresh; None otherwise (see `lookup` for revalidation)."""
+        found = self.lookup(key)
+        return found.body if found is not None and found.fresh else None
+
+    def lookup(self, key: Hashable) -> Cached | None:
+        """The entry if fresh, or expired but revalidatable (a validator, within `max_age`:
+        the caller compares the validator and calls `renew`); None is a miss."""
         entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        expiry, account, generation, body = entry
-        if self._clock() >= expiry or generation != self.generation(account):
+        now = self._clock()
+        if entry is not None and entry.generation == self.generation(entry.account):
+            if now < entry.expiry:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return Cached(entry.body, True, entry.validator)
+            if entry.validator is not None and now < entry.born + self.max_age:
+                return Cached(entry.body, False, entry.validator)
+        if entry is not None:
             self._drop(key)
+        self.misses += 1
+        return None
+
+    def renew(self, key: Hashable, validator: Hashable | None) -> bool:
+        """The store's validator for an expired entry: equal, the entry is fresh for another
+        `ttl` (True); otherwise the entry is dropped (False: recompute it)."""
+        entry = self._entries.get(key)
+        if entry is None or validator is None or entry.validator != validator:
+            if entry is not None:
+                self._drop(key)
             self.misses += 1
-            return None
+            return False
+        entry.expiry = self._clock() + self.ttl
         self._entries.move_to_end(key)
         self.hits += 1
-        return body
+        self.revalidated += 1
+        return True
 
     def put(
         self,
@@ -118,8 +171,10 @@ class ResponseCache:
         *,
         account: str | None = None,
         generation: Generation | None = None,
+        validator: Hashable | None = None,
     ) -> None:
-        """Keep `body`, read at `generation` (default: now), unless the account changed since."""
+        """Keep `body`, read at `generation` (default: now) and `validator` (read before the
+        body; None: not revalidatable), unless the account changed since."""
         current = self.generation(account)
         if generation is None:
             generation = current
@@ -127,13 +182,14 @@ class ResponseCache:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (self._clock() + self.ttl, account, generation, body)
+        now = self._clock()
+        self._entries[key] = _Entry(now + self.ttl, now, account, generation, validator, body)
         self._bytes += len(body)
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: Hashable) -> None:
-        body = self._entries.pop(key)[3]
+        body = self._entries.pop(key).body
         self._bytes -= len(body)
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -83,21 +83,17 @@ async def _find(request: Request) -> Response:
     live = service.accounts.accounts
     if account is not None and account not in live:
         return json_response([])
-    cache = cache_of(request)
-    key = None
-    generation = cache.generation(account)
+
+    async def answer() -> bytes:
+        rows = await service.store.call(
+            image_rows, details, q=q, account=account, repository=repository, tag=tag, limit=limit
+        )
+        return rows_json((r for r in rows if r[0] in live), details)
+
     if q is None and account is not None and repository is not None:
         key = ("find", account, repository, tag, limit, details)
-        body = cache.get(key)
-        if body is not None:
-            return bytes_response(body)
-    rows = await service.store.call(
-        image_rows, details, q=q, account=account, repository=repository, tag=tag, limit=limit
-    )
-    body = rows_json((r for r in rows if r[0] in live), details)
-    if key is not None:
-        cache.put(key, body, account=account, generation=generation)
-    return bytes_response(body)
+        return bytes_response(await _cached(request, key, account, repository, answer))
+    return bytes_response(await answer())
 
 
 async def _tags(request: Request) -> Response:
@@ -110,14 +106,40 @@ async def _tags(request: Request) -> Response:
     if configured is None:
         return json_response([])  # upstream: an unknown account has no tags
     order = tag_order(configured, sort)
-    cache = cache_of(request)
+
+    async def answer() -> bytes:
+        return json_bytes(await service.store.call(Store.tags, account, repository, order))
+
     key = ("tags", account, repository, order)
-    body = cache.get(key)
-    if body is None:
-        generation = cache.generation(account)
-        body = json_bytes(await service.store.call(Store.tags, account, repository, order))
-        cache.put(key, body, account=account, generation=generation)
-    return bytes_response(body)
+    return bytes_response(await _cached(request, key, account, repository, answer))
+
+
+async def _cached(
+    request: Request,
+    key: Hashable,
+    account: str,
+    repository: str,
+    answer: Callable[[], Awaitable[bytes]],
+) -> bytes:
+    """A repository-scoped answer through the response cache (cache.py): fresh, revalidated
+    with the repository's change stamp once expired, or computed (the stamp and the cache's
+    generation read before the store, so a write meanwhile makes the entry stale, never wrong)."""
+    cache = cache_of(request)
+    if not cache.enabled:
+        return await answer()
+    store = service_of(request).store
+    found = cache.lookup(key)
+    if found is not None:
+        if found.fresh:
+            return found.body
+        stamp = await store.call(Store.repository_version, account, repository)
+        if cache.renew(key, stamp):
+            return found.body
+    generation = cache.generation(account)
+    stamp = await store.call(Store.repository_version, account, repository)
+    body = await answer()
+    cache.put(key, body, account=account, generation=generation, validator=stamp)
+    return body
 
 
 def _check_provider(request: Request) -> None:

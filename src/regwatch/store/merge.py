@@ -222,7 +222,7 @@ def merge_listing(
     _write_tags(conn, scan, key, diff, len(existing) - len(diff.removed), now)
     event_count = _write_events(conn, scan, diff.events, now, sinks)
     count = len(existing) - len(diff.removed) + len(diff.inserts)
-    touched = diff.inserts or diff.changed or diff.removed
+    touched = diff.inserts or diff.updates or diff.removed  # changed_at: a cache validator
     _FINISH_REPOSITORY.run(conn, (count, now, now if touched else None, *where))
     if staged:
         _DROP_STAGED.run(conn, where)

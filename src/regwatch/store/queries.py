@@ -344,6 +344,18 @@ def repository(conn: Connection, account: str, name: str) -> RepositoryState | N
     return None if row is None else repository_state(row)
 
 
+def repository_version(conn: Connection, account: str, name: str) -> tuple[int, int] | None:
+    """(changed_at in ms, tag count) of the repository, None if it is not indexed: moves with
+    every write of its tags (merges, pushes), so a cached lookup of the repository can be
+    revalidated with this one primary-key read (api/cache.py)."""
+    row = conn.execute(
+        select(repositories.c.changed_at, repositories.c.tag_count).where(
+            repositories.c.account == account, repositories.c.name == name
+        )
+    ).one_or_none()
+    return None if row is None else (int(row[0] or 0), int(row[1]))
+
+
 def history(
     conn: Connection, account: str, repository_name: str, tag: str | None, limit: int | None
 ) -> list[HistoryEntry]:

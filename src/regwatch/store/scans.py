@@ -128,7 +128,7 @@ def _merge_staged(
     added = _record_history(conn, scan, mine, now, new=True)
     changed = _record_history(conn, scan, mine, now, new=False)
     event_count = _record_events(conn, scan, mine, now, sinks)
-    _update_existing(conn, scan, mine, now)
+    rewritten = _update_existing(conn, scan, mine, now)
     in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
     gone = not_(exists().where(mine, s.c.tag == tags.c.tag))
     _record_removed(conn, scan.account, and_(in_repo, gone), now)
@@ -144,7 +144,7 @@ def _merge_staged(
         "last_error_at": None,
         "scan_id": None,
     }
-    if added or changed or removed:
+    if added or rewritten or removed:  # changed_at: a cache validator (api/cache.py)
         values["changed_at"] = now
     conn.execute(update(repositories).where(_repository(scan)).values(values))
     # this scan's rows, and any an abandoned scan of the repository left behind
@@ -289,10 +289,10 @@ def _still_news() -> ColumnElement[bool]:
 
 def _update_existing(
     conn: Connection, scan: RepositoryScan, mine: ColumnElement[bool], now: int
-) -> None:
+) -> int:
     """Tags seen again: only `last_seen`, or also the metadata when the scan fetched it (two
     disjoint updates: each row is written once, which on PostgreSQL means one new row version
-    and one round of index entries, not two)."""
+    and one round of index entries, not two). Returns how many rows got metadata."""
     in_repo = and_(tags.c.account == scan.account, tags.c.repository == scan.repository)
     conn.execute(
         update(tags)
@@ -300,7 +300,7 @@ def _update_existing(
         .values(last_seen=now)
     )
     moved = and_(s.c.digest.is_not(None), tags.c.digest.is_distinct_from(s.c.digest))
-    conn.execute(
+    result = conn.execute(
         update(tags)
         .where(in_repo, mine, s.c.has_metadata, _same_tag(scan))
         .values(
@@ -314,6 +314,7 @@ def _update_existing(
             last_changed=case((moved, now), else_=tags.c.last_changed),
         )
     )
+    return int(result.rowcount)
 
 
 def _insert_new(

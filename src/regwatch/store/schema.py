@@ -80,7 +80,7 @@ repositories = Table(
     Column("last_scan_at", Millis),  # last attempt, good or not
     Column("last_error", Text),  # set while stale
     Column("last_error_at", Millis),
-    Column("changed_at", Millis),  # last time its tag set or a digest changed (cache validator)
+    Column("changed_at", Millis),  # last write of its tags or their metadata (cache validator)
     Column("scan_id", String(36)),  # the scan in progress; a superseded scan cannot finish
     ForeignKeyConstraint(["account"], ["accounts.name"], ondelete="CASCADE"),
 )

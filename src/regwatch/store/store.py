@@ -158,6 +158,11 @@ class Store(EventMethods, ScanJobMethods):
         with self._read() as conn:
             return queries.repository(conn, account, name)
 
+    def repository_version(self, account: str, name: str) -> tuple[int, int] | None:
+        """The repository's change stamp: a validator for cached lookups (api/cache.py)."""
+        with self._read() as conn:
+            return queries.repository_version(conn, account, name)
+
     @writes
     def delete_account(self, account: str) -> bool:
         """Forget the account and everything indexed for it; False when it was not there."""

@@ -147,6 +147,18 @@ async def tags_of(svc: Running, account: str, repository: str) -> Any:
     return (await svc.get("/dockerRegistry/images/tags", account=account, repository=repository))[1]
 
 
+async def repository_lookups(
+    svc: Running, account: str, repository: str
+) -> tuple[list[str], list[str]]:
+    """The repository's tags (images/tags) and the tags of its images (images/find): the two
+    cached lookups."""
+    tags = await tags_of(svc, account, repository)
+    _, found = await svc.get(
+        "/dockerRegistry/images/find", account=account, repository=repository, count="10"
+    )
+    return tags, [item["tag"] for item in found]
+
+
 async def scans_of(svc: Running, account: str) -> Any:
     return (await svc.health())["accounts"][account]["scans"]
 
@@ -296,12 +308,8 @@ async def test_the_services_own_scan_invalidates_cached_lookups_at_once(
     async with anonymous.serving(cache_seconds=3600) as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
 
-        async def lookups() -> tuple[list[str], list[str]]:
-            tags = await tags_of(svc, "local", repo)
-            _, found = await svc.get(
-                "/dockerRegistry/images/find", account="local", repository=repo, count="10"
-            )
-            return tags, [item["tag"] for item in found]
+        def lookups() -> Awaitable[tuple[list[str], list[str]]]:
+            return repository_lookups(svc, "local", repo)
 
         assert await lookups() == (["1.0"], ["1.0"])
         assert await lookups() == (["1.0"], ["1.0"])  # now answered from the cache
@@ -323,12 +331,8 @@ async def test_cached_lookups_are_revalidated_and_see_another_processs_scan(
     async with anonymous.serving(cache_seconds=0.5) as svc:
         await eventually(lambda: _is(svc.state("local"), "ok"))
 
-        async def lookups() -> tuple[list[str], list[str]]:
-            tags = await tags_of(svc, "local", repo)
-            _, found = await svc.get(
-                "/dockerRegistry/images/find", account="local", repository=repo, count="10"
-            )
-            return tags, [item["tag"] for item in found]
+        def lookups() -> Awaitable[tuple[list[str], list[str]]]:
+            return repository_lookups(svc, "local", repo)
 
         assert await lookups() == (["1.0"], ["1.0"])
         await asyncio.sleep(0.6)

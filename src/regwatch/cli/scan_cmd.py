@@ -38,6 +38,7 @@ from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import ConfigError
 from regwatch.indexer import RepositoryResult, ScanProgress, ScanRun, scan_accounts
 from regwatch.registry import Transport
+from regwatch.service.instances import alive
 from regwatch.store import AsyncStore, Store, open_store
 
 HOLDER_PREFIX = "cli:"
@@ -161,22 +162,12 @@ def close_abandoned_runs(store: Store, accounts: Sequence[str]) -> None:
         host, _, pid = run.holder.removeprefix(HOLDER_PREFIX).rpartition(":")
         if not run.holder.startswith(HOLDER_PREFIX) or host != socket.gethostname():
             continue
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             store.finish_run(
                 run.id, requests=run.requests, repositories_ok=run.repositories_ok,
                 repositories_failed=run.repositories_failed, status="failed",
                 errors=[{"repository": None, "error": f"abandoned: process {pid} died mid-scan"}],
             )  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def _scan_all(

@@ -204,6 +204,7 @@ async def _close(service: Service, run: ScanRun, error: str) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (one of another user's counts: it exists)."""
     if pid == os.getpid():
         return True
     try:

@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import update
 
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, RepositoryScan, StagedTag, Store, open_store
+from regwatch.store import (
+    DIGEST_CHANGED,
+    TAG_ADDED,
+    RepositoryScan,
+    ScanOutcome,
+    StagedTag,
+    Store,
+    open_store,
+)
 from regwatch.store.schema import repositories
 
 REGISTRY = "reg.example:5000"
@@ -44,6 +52,17 @@ def added(tag: str) -> StagedTag:
 
 def added_events(store: Store) -> Counter[str]:
     return Counter(e.tag for e in store.events() if e.kind == TAG_ADDED)
+
+
+def finish(
+    store: Store, scan: RepositoryScan, pages: int, first: list[StagedTag], last: list[StagedTag]
+) -> ScanOutcome:
+    """Finish `scan` in two pages, `first` staged then `last` (the staged merge), or in one page
+    holding both (the direct merge)."""
+    if pages == 2:
+        store.stage_tags(scan, first)
+        return store.finish_repository_scan(scan, sinks=SINKS, last_page=last)
+    return store.finish_repository_scan(scan, sinks=SINKS, last_page=first + last)
 
 
 @pytest.mark.parametrize("staged_first", [True, False], ids=["staged-before", "pushed-before"])
@@ -96,12 +115,7 @@ def unseen_push(
 def test_no_added_event_for_a_tag_already_indexed_at_merge_time(store: Store, pages: int) -> None:
     scan = store.begin_repository_scan("hub", "app")
     pushed = unseen_push(store, scan, "b")
-    if pages == 2:
-        store.stage_tags(scan, [StagedTag.seen("old")])
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=[added("b")])
-    else:
-        last = [StagedTag.seen("old"), added("b")]
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=last)
+    outcome = finish(store, scan, pages, [StagedTag.seen("old")], [added("b")])
     assert added_events(store) == {"b": 1}
     assert [e.id for e in store.events()] == [pushed]
     assert outcome.events == 0
@@ -116,11 +130,7 @@ def test_a_scan_still_announces_what_the_index_did_not_have(store: Store, pages:
     store.finish_repository_scan(first, last_page=[StagedTag("old", digest="sha256:1")])
     scan = store.begin_repository_scan("hub", "app")
     moved = StagedTag("old", digest="sha256:2", event=DIGEST_CHANGED)
-    if pages == 2:
-        store.stage_tags(scan, [moved])
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=[added("new")])
-    else:
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=[moved, added("new")])
+    outcome = finish(store, scan, pages, [moved], [added("new")])
     assert [(e.kind, e.tag) for e in store.events()] == [
         (DIGEST_CHANGED, "old"),
         (TAG_ADDED, "new"),
@@ -142,11 +152,7 @@ def test_a_digest_moved_by_a_push_during_the_scan_is_announced_once(
     else:
         pushed = unseen_push(store, scan, "old", "sha256:2")
     moved = StagedTag("old", digest="sha256:2", event=DIGEST_CHANGED)
-    if pages == 2:
-        store.stage_tags(scan, [moved])
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=[added("new")])
-    else:
-        outcome = store.finish_repository_scan(scan, sinks=SINKS, last_page=[moved, added("new")])
+    outcome = finish(store, scan, pages, [moved], [added("new")])
     assert [(e.kind, e.tag, e.previous_digest) for e in store.events()] == [
         (DIGEST_CHANGED, "old", "sha256:1"),
         (TAG_ADDED, "new", None),

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness: `import harness`
 
 from harness import FaultProxy, RegistryProcess, populate  # noqa: E402
+from harness.peak_memory import PEAK_MB_SOURCE  # noqa: E402
 from regwatch.config.model import DockerRegistryAccount  # noqa: E402
 from regwatch.indexer import ScanRun, scan_account  # noqa: E402
 from regwatch.models import MANIFEST_ACCEPT  # noqa: E402
@@ -57,21 +58,15 @@ SYNTHETIC = ROOT / "tests" / "integration" / "synthetic_registry.py"
 BIG_TAGS = 100_000
 CLIENT_SETUP: list[float] = []  # seconds to make each scan's RegistryClient (outside its timing)
 REGISTRY_PID: list[int] = []  # the registry process, for its CPU time
-# The peak is the child's VmHWM (its own address space's high-water mark), not getrusage's
-# ru_maxrss: Linux carries the pre-exec peak (a copy of this bench process) over into ru_maxrss.
-RSS_SCRIPT = r"""
+# The child reports its own peak RSS: VmHWM, not ru_maxrss (see tests/harness/peak_memory.py).
+RSS_SCRIPT = (
+    PEAK_MB_SOURCE
+    + r"""
 import asyncio, sys
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.indexer import scan_account
 from regwatch.registry import Transport
 from regwatch.store import AsyncStore, open_store
-
-def peak_mb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 async def main():
     store = AsyncStore(open_store(sys.argv[1]))
@@ -84,6 +79,7 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
 def account(address: str, concurrency: int, **flags: Any) -> DockerRegistryAccount:

@@ -13,22 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from harness.peak_memory import PEAK_MB_SOURCE
+
 SERVER = Path(__file__).with_name("synthetic_registry.py")
 TAGS = 100_000
 
-SCAN = r"""
+SCAN = (
+    PEAK_MB_SOURCE
+    + r"""
 import asyncio, sys
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.indexer import scan_account
 from regwatch.registry import Transport
 from regwatch.store import AsyncStore, open_store
-
-def peak_mb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 async def main():
     store = AsyncStore(open_store(sys.argv[1]))
@@ -44,6 +41,7 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
 @pytest.fixture

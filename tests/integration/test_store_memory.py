@@ -12,16 +12,13 @@ import sys
 
 import pytest
 
-SCRIPT = r"""
+from harness.peak_memory import PEAK_MB_SOURCE
+
+SCRIPT = (
+    PEAK_MB_SOURCE
+    + r"""
 import sys
 from regwatch.store import DIGEST_CHANGED, StagedTag, open_store
-
-def peak_mb():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 store = open_store(sys.argv[1])
 store.ensure_account("big", "reg.example")
@@ -38,6 +35,7 @@ for rescan in range(2):
     outcome = store.finish_repository_scan(scan, sinks=["echo"])
 print(outcome.tags, outcome.changed, outcome.events, round(before), round(peak_mb()))
 """
+)
 
 
 @pytest.mark.slow

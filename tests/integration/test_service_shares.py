@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from harness import FaultProxy, RegistryHandle, fault_rules, push_images
 from regwatch.errors import ConfigError
 from regwatch.service import Service
 from regwatch.service.core import SCAN_LEASE_ENV, SHARE_ENV
-from regwatch.store import Store
+from regwatch.store import ScanRun, Store
 from regwatch.store.schema import scan_runs
 
 INSTANCE = "serve:test:1"
@@ -33,6 +34,18 @@ def write_config(path: Path, accounts: list[dict[str, object]]) -> Path:
     }  # fmt: skip
     path.write_text(json.dumps(document))
     return path
+
+
+def sharing_service(config: Path, store_url: str, home: Path, **options: Any) -> Service:
+    """The service on `config` as INSTANCE, sharing passes above 2 repositories, leases of 5 s."""
+    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
+               "HOME": str(home)}  # fmt: skip
+    return Service.open(config, environ=environ, instance_id=INSTANCE, **options)
+
+
+async def last_run(service: Service, account: str) -> ScanRun | None:
+    status = await service.store.call(Store.account_status, account)
+    return status.last_run if status is not None else None
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -82,16 +95,13 @@ async def test_a_large_account_is_scanned_as_jobs_and_scan_now_is_kept_in_the_st
     account = {"name": "big", "address": registry_anonymous.url, "repositories": repositories,
                "cacheIntervalSeconds": 86_400}  # fmt: skip
     config = write_config(tmp_path / "config", [account])
-    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
-               "HOME": str(tmp_path)}  # fmt: skip
-    service = Service.open(config, environ=environ, instance_id=INSTANCE)
+    service = sharing_service(config, store_url, tmp_path)
     store = service.store
     await service.start()
     try:
 
         async def runs_finished(count: int) -> bool:
-            status = await store.call(Store.account_status, "big")
-            run = status.last_run if status is not None else None
+            run = await last_run(service, "big")
             return run is not None and run.id >= count and run.finished_at is not None
 
         answer = await service.queue_scan("big")
@@ -151,16 +161,13 @@ async def test_a_catalog_accounts_first_pass_is_shared_when_its_listing_is_large
         for name, proxy in proxies.items()
     ]  # fmt: skip
     config = write_config(tmp_path / "config", accounts)
-    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
-               "HOME": str(tmp_path)}  # fmt: skip
-    service = Service.open(config, environ=environ, instance_id=INSTANCE)
+    service = sharing_service(config, store_url, tmp_path)
     store = service.store
     await service.start()
     try:
 
         async def finished(name: str) -> bool:
-            status = await store.call(Store.account_status, name)
-            run = status.last_run if status is not None else None
+            run = await last_run(service, name)
             return run is not None and run.finished_at is not None
 
         await eventually(lambda: finished("big"))
@@ -216,16 +223,13 @@ async def test_an_account_deleted_mid_pass_stops_being_scanned_and_leaves_no_pas
     small = {"name": "small", "address": registry.url, "repositories": ["small/a"],
              "cacheIntervalSeconds": 1}  # fmt: skip
     config = write_config(tmp_path / "config", [big, small])
-    environ = {"REGWATCH_STORE_URL": store_url, SHARE_ENV: "2", SCAN_LEASE_ENV: "5",
-               "HOME": str(tmp_path)}  # fmt: skip
-    service = Service.open(config, environ=environ, instance_id=INSTANCE, poll_interval=0.1)
+    service = sharing_service(config, store_url, tmp_path, poll_interval=0.1)
     store = service.store
     await service.start()
     try:
 
         async def half_done() -> bool:
-            status = await store.call(Store.account_status, "big")
-            run = status.last_run if status is not None else None
+            run = await last_run(service, "big")
             summary = await store.call(Store.scan_pass, run.id) if run is not None else None
             return summary is not None and summary.done >= 1 and summary.pending >= 1
 

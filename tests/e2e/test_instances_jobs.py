@@ -16,7 +16,9 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import test_instances_scale as scale
@@ -49,60 +51,105 @@ def sharing(serve: ServeFactory, above: int = SHARE_ABOVE) -> ServeFactory:
     return serve
 
 
-def jobs(database: Database) -> list[tuple[str, str, str | None, int | None, int]]:
-    """(repository, status, holder, scanned_run, attempts) of every job."""
+def fetch(database: Database, query: str) -> list[Any]:
+    """The rows of one query on the database."""
     server, name = database
     with server.connect(name) as conn:
-        rows = conn.execute(
-            "SELECT repository, status, holder, scanned_run, attempts FROM scan_jobs "
-            "ORDER BY position"
-        ).fetchall()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+        return conn.execute(query).fetchall()
+
+
+def jobs(database: Database) -> list[tuple[str, str, str | None, int | None, int]]:
+    """(repository, status, holder, scanned_run, attempts) of every job."""
+    rows = fetch(
+        database,
+        "SELECT repository, status, holder, scanned_run, attempts FROM scan_jobs ORDER BY position",
+    )
+    return [tuple(row) for row in rows]
 
 
 def finished_passes(database: Database) -> list[tuple[int, float, float]]:
     """(run id, started, finished in epoch seconds) of the account big's finished runs."""
-    server, name = database
-    with server.connect(name) as conn:
-        rows = conn.execute(
-            "SELECT id, started_at, finished_at FROM scan_runs WHERE account = 'big' "
-            "AND finished_at IS NOT NULL ORDER BY id"
-        ).fetchall()
+    rows = fetch(
+        database,
+        "SELECT id, started_at, finished_at FROM scan_runs WHERE account = 'big' "
+        "AND finished_at IS NOT NULL ORDER BY id",
+    )
     return [(int(run_id), started / 1000, finished / 1000) for run_id, started, finished in rows]
 
 
 def big_runs(database: Database) -> list[tuple[int, str, str, float, float | None]]:
     """(id, holder, status, started, finished in epoch seconds) of the account big's runs."""
-    server, name = database
-    with server.connect(name) as conn:
-        rows = conn.execute(
-            "SELECT id, holder, status, started_at, finished_at FROM scan_runs "
-            "WHERE account = 'big' ORDER BY id"
-        ).fetchall()
+    rows = fetch(
+        database,
+        "SELECT id, holder, status, started_at, finished_at FROM scan_runs "
+        "WHERE account = 'big' ORDER BY id",
+    )
     return [(int(run_id), holder, status, started / 1000, None if end is None else end / 1000)
             for run_id, holder, status, started, end in rows]  # fmt: skip
 
 
-def pushed(registry: RegistryHandle, unique_name: str, count: int) -> list[str]:
-    repositories = [f"{unique_name}svc{i:02d}" for i in range(count)]
-    for repository in repositories:
-        push_images(registry, repository, ["1.0"])
-    return repositories
+@dataclass
+class Cluster:
+    """The setting of these tests: the registry behind the recording proxy, one database, and
+    `regwatch serve` processes sharing passes above SHARE_ABOVE, all reading `config`."""
+
+    registry: RegistryHandle
+    unique_name: str
+    config: Path
+    proxy: FaultProxy
+    serve: ServeFactory
+    database: Database
+
+    def pushed(self, count: int) -> list[str]:
+        repositories = [f"{self.unique_name}svc{i:02d}" for i in range(count)]
+        for repository in repositories:
+            push_images(self.registry, repository, ["1.0"])
+        return repositories
+
+    def start(self) -> list[Serve]:
+        """Three sharing instances on `config`."""
+        return [sharing(self.serve)(self.config) for _ in range(3)]
+
+    def start_big(self, repositories: list[str], interval: int = INTERVAL) -> list[Serve]:
+        """Three sharing instances, once `config` holds the account big (`repositories`)."""
+        big_account(self.config, self.proxy, repositories, interval)
+        return self.start()
+
+    def scanned_then_slowed(self, count: int, slow: float) -> dict[int, Serve]:
+        """Three instances (by pid) on the account big of `count` repositories, once it was
+        scanned; from then on a tags/list takes `slow` s more: a pass is in progress a while."""
+        instances = {running.process.pid: running for running in self.start_big(self.pushed(count))}
+        next(iter(instances.values())).wait_scanned("big")
+        self.proxy.add(fault_rules.slow_headers(slow, path="/tags/list", times=None))
+        return instances
 
 
-def test_a_large_account_is_scanned_once_per_interval_spread_over_the_instances(
+@pytest.fixture
+def cluster(
     registry_anonymous: RegistryHandle,
     unique_name: str,
     tmp_path: Path,
     proxy: FaultProxy,
     serve: ServeFactory,
     database: Database,
+) -> Cluster:
+    return Cluster(registry_anonymous, unique_name, tmp_path / "config", proxy, serve, database)
+
+
+def kill_holder(instances: dict[int, Serve], holder: str) -> float:
+    """Kill (SIGKILL) the instance `holder` names, dropped from `instances`; when, in epoch s."""
+    victim = next(pid for pid in instances if holder.endswith(f":{pid}"))
+    instances.pop(victim).kill()
+    return time.time()
+
+
+def test_a_large_account_is_scanned_once_per_interval_spread_over_the_instances(
+    cluster: Cluster,
 ) -> None:
-    repositories = pushed(registry_anonymous, unique_name, 12)
+    proxy, database = cluster.proxy, cluster.database
+    repositories = cluster.pushed(12)
     proxy.add(fault_rules.slow_headers(SLOW, path="/tags/list", times=None))
-    config = tmp_path / "config"
-    big_account(config, proxy, repositories)
-    instances = [sharing(serve)(config) for _ in range(3)]
+    instances = cluster.start_big(repositories)
     instances[0].wait_scanned("big")
 
     # count at the registry over exactly three passes: from just after one finished (the next
@@ -139,21 +186,10 @@ def test_a_large_account_is_scanned_once_per_interval_spread_over_the_instances(
 
 
 def test_repositories_claimed_by_an_instance_killed_mid_pass_are_taken_over_within_a_lease(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    tmp_path: Path,
-    proxy: FaultProxy,
-    serve: ServeFactory,
-    database: Database,
+    cluster: Cluster,
 ) -> None:
-    repositories = pushed(registry_anonymous, unique_name, 10)
-    config = tmp_path / "config"
-    big_account(config, proxy, repositories)
-    instances = {running.process.pid: running for running in
-                 [sharing(serve)(config) for _ in range(3)]}  # fmt: skip
-    instances[next(iter(instances))].wait_scanned("big")
-    # from now on a repository takes 1.5 s to list: the next pass is in progress for a while
-    proxy.add(fault_rules.slow_headers(1.5, path="/tags/list", times=None))
+    database = cluster.database
+    instances = cluster.scanned_then_slowed(10, 1.5)
 
     def claimed() -> dict[str, str]:
         return {repo: holder for repo, status, holder, _, _ in jobs(database)
@@ -161,9 +197,7 @@ def test_repositories_claimed_by_an_instance_killed_mid_pass_are_taken_over_with
 
     eventually(lambda: len(set(claimed().values())) >= 2, 30, "a pass claimed by two instances")
     victim_holder = next(iter(claimed().values()))
-    victim = next(pid for pid in instances if victim_holder.endswith(f":{pid}"))
-    instances.pop(victim).kill()
-    killed_at = time.time()
+    killed_at = kill_holder(instances, victim_holder)
     orphans = {repo for repo, holder in claimed().items() if holder == victim_holder}
     assert orphans
 
@@ -189,29 +223,17 @@ def test_repositories_claimed_by_an_instance_killed_mid_pass_are_taken_over_with
 
 
 def test_the_pass_of_a_holder_killed_mid_pass_is_adopted_and_finished_by_another(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    tmp_path: Path,
-    proxy: FaultProxy,
-    serve: ServeFactory,
-    database: Database,
+    cluster: Cluster,
 ) -> None:
-    repositories = pushed(registry_anonymous, unique_name, 8)
-    config = tmp_path / "config"
-    big_account(config, proxy, repositories)
-    instances = {running.process.pid: running for running in
-                 [sharing(serve)(config) for _ in range(3)]}  # fmt: skip
-    next(iter(instances.values())).wait_scanned("big")
-    proxy.add(fault_rules.slow_headers(1.0, path="/tags/list", times=None))
+    database = cluster.database
+    instances = cluster.scanned_then_slowed(8, 1.0)
 
     def newest() -> tuple[int, str, str, float, float | None]:
         return big_runs(database)[-1]
 
     eventually(lambda: newest()[2] == "running", 30, "a pass in progress")
     (run_id, victim_holder, _, _, _) = newest()
-    victim = next(pid for pid in instances if victim_holder.endswith(f":{pid}"))
-    instances.pop(victim).kill()
-    killed_at = time.time()
+    killed_at = kill_holder(instances, victim_holder)
 
     def the_pass() -> tuple[int, str, str, float, float | None]:
         return next(run for run in big_runs(database) if run[0] == run_id)
@@ -237,18 +259,11 @@ def holder_and_other(instances: list[Serve], database: Database) -> tuple[Serve,
 
 @pytest.mark.parametrize("count", [2, 6], ids=["whole", "shared"])
 def test_scan_now_on_an_instance_that_does_not_hold_the_account_is_scanned_by_the_holder(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    tmp_path: Path,
-    proxy: FaultProxy,
-    serve: ServeFactory,
-    database: Database,
-    count: int,
+    cluster: Cluster, count: int
 ) -> None:
-    repositories = pushed(registry_anonymous, unique_name, count)
-    config = tmp_path / "config"
-    big_account(config, proxy, repositories, interval=NEVER)  # no scan but the first, unless asked
-    instances = [sharing(serve)(config) for _ in range(3)]
+    database = cluster.database
+    repositories = cluster.pushed(count)
+    instances = cluster.start_big(repositories, interval=NEVER)  # the first scan only, unless asked
     instances[0].wait_scanned("big")
     holder, other, holder_id = holder_and_other(instances, database)
     before = len(runs(database))
@@ -277,24 +292,19 @@ def test_scan_now_on_an_instance_that_does_not_hold_the_account_is_scanned_by_th
 
 
 def test_the_first_pass_of_a_catalog_account_is_listed_once_and_spread_over_the_instances(
-    registry_anonymous: RegistryHandle,
-    unique_name: str,
-    tmp_path: Path,
-    proxy: FaultProxy,
-    serve: ServeFactory,
-    database: Database,
+    cluster: Cluster,
 ) -> None:
     """Nothing stored about the account yet: its holder decides on the pass's own catalog
     listing (12 > SHARE_ABOVE) and publishes it as jobs; one run record, one listing, every
     repository scanned once, by more than one instance."""
-    repositories = pushed(registry_anonymous, unique_name, 12)
+    proxy, database = cluster.proxy, cluster.database
+    repositories = cluster.pushed(12)
     proxy.add(fault_rules.slow_headers(1.0, path="/tags/list", times=None))
-    config = tmp_path / "config"
-    write_config(config, [], {})
-    instances = [sharing(serve)(config) for _ in range(3)]  # all up before the account exists
+    write_config(cluster.config, [], {})
+    instances = cluster.start()  # all up before the account exists
     account = {"name": "big", "address": proxy.url, "cacheIntervalSeconds": NEVER,
-               "repositoriesRegex": f"{re.escape(unique_name)}svc.*"}  # fmt: skip
-    write_config(config, [account], {})
+               "repositoriesRegex": f"{re.escape(cluster.unique_name)}svc.*"}  # fmt: skip
+    write_config(cluster.config, [account], {})
 
     eventually(lambda: bool(finished_passes(database)), 60, "the first pass finishes")
     ((run_id, holder, status, _, _),) = big_runs(database)

@@ -127,16 +127,15 @@ async def _cached(
     cache = cache_of(request)
     if not cache.enabled:
         return await answer()
-    store = service_of(request).store
     found = cache.lookup(key)
-    if found is not None:
-        if found.fresh:
-            return found.body
-        stamp = await store.call(Store.repository_version, account, repository)
-        if cache.renew(key, stamp):
-            return found.body
+    if found is not None and found.fresh:
+        return found.body
+    stamp = await service_of(request).store.call(Store.repository_version, account, repository)
+    if found is not None and cache.renew(key, stamp):
+        return found.body
+    # a stamp read before the generation is at worst older than the body: the entry is then
+    # recomputed at its next revalidation, never served stale
     generation = cache.generation(account)
-    stamp = await store.call(Store.repository_version, account, repository)
     body = await answer()
     cache.put(key, body, account=account, generation=generation, validator=stamp)
     return body

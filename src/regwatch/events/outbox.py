@@ -125,7 +125,10 @@ class OutboxWorker:
         await self._prune()
         capacity = self._delivery.concurrency - len(self._in_flight)
         claimed: list[Delivery] = []
-        if capacity > 0 and await self._anything_due():
+        # one read while idle, rather than a write transaction (a claim) per poll: on SQLite's
+        # single writer thread that took the GIL from the lookups every second (bench/api.py)
+        due = await self.store.call(Store.next_delivery_due) if capacity > 0 else None
+        if due is not None and due <= self._clock():
             claimed = await self.store.call(
                 Store.claim_next_deliveries, self.holder, lease=self._lease, limit=capacity
             )
@@ -136,18 +139,12 @@ class OutboxWorker:
         if capacity <= 0 or len(claimed) == capacity:  # full: wait for an attempt to finish
             await self._wait(stopping, self.poll_interval)
             return
-        await self._wait(stopping, await self._idle_timeout(found=bool(claimed)))
+        if claimed:  # the next due delivery is another one now
+            due = await self.store.call(Store.next_delivery_due)
+        await self._wait(stopping, self._idle_timeout(due, found=bool(claimed)))
 
-    async def _anything_due(self) -> bool:
-        """Whether a delivery is due now: an idle worker then polls with one read instead of a
-        write transaction per poll (claiming), which on SQLite's single writer thread took the
-        GIL from the lookups every second (bench/api.py)."""
-        due = await self.store.call(Store.next_delivery_due)
-        return due is not None and due <= self._clock()
-
-    async def _idle_timeout(self, *, found: bool) -> float:
-        """Seconds until the next delivery is due (bounded by the poll interval)."""
-        due = await self.store.call(Store.next_delivery_due)
+    def _idle_timeout(self, due: datetime | None, *, found: bool) -> float:
+        """Seconds until the next delivery is `due` (bounded by the poll interval)."""
         if due is None:
             return self.poll_interval
         seconds = (due - self._clock()).total_seconds()

@@ -6,9 +6,8 @@
 
 It is Spring Boot's (what Clouddriver answers, and what Deck and Gate read `message` from), plus an
 optional `hint`. FastAPI's 422 for a bad parameter becomes a 400 saying which parameter and why;
-unknown routes and methods keep their 404/405; a StoreError (the database is down…) is a 503, and
-so is a driver error from a route that reads the database without the Store (the fast lookups of
-api/images.py); anything unexpected is a 500 that names no detail (the detail is logged).
+unknown routes and methods keep their 404/405; a StoreError (the database is down…) is a 503;
+anything unexpected is a 500 that names no detail (the detail is logged).
 """
 
 from __future__ import annotations
@@ -21,13 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from regwatch.api.responses import json_response
 from regwatch.errors import ConfigError, RegwatchError, StoreError
-from regwatch.store.failures import as_store_error
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +101,6 @@ async def _regwatch_error(request: Request, exc: Exception) -> Response:
     return error_response(request, status, exc.message, exc.hint)
 
 
-async def _database_error(request: Request, exc: Exception) -> Response:
-    """A driver error that did not go through the Store (which maps its own): the same 503."""
-    assert isinstance(exc, DBAPIError)
-    try:
-        url = str(request.app.state.service.store.store.url)
-    except AttributeError:  # an app without a service: nothing to name
-        return await _unexpected_error(request, exc)
-    doing = "read" if request.method in ("GET", "HEAD") else "use"
-    error = as_store_error(exc, url, doing)
-    log.warning("%s %s: %s", request.method, request.url.path, error)
-    return error_response(request, 503, error.message, error.hint)
-
-
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path)
     return error_response(request, 500, "internal error", "see the service's log")
@@ -127,5 +111,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RegwatchError, _regwatch_error)
-    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -32,6 +32,7 @@ from regwatch.api.models import ERROR_RESPONSES, ImageItem
 from regwatch.api.responses import bytes_response, json_bytes, json_response
 from regwatch.api.shaping import CLOUD_PROVIDER, normalize_query, rows_json, tag_order
 from regwatch.store import Store, queries
+from regwatch.store.failures import store_errors
 
 router = APIRouter(tags=["images"])
 
@@ -39,7 +40,13 @@ router = APIRouter(tags=["images"])
 def image_rows(store: Store, /, details: bool, **filters: Any) -> list[tuple[Any, ...]]:
     """`queries.find_image_rows` on the store's reader (an `AsyncStore.call`-able read). No
     explicit transaction: the lookup is one SELECT (two with `q` and an account, which read
-    the account's key, never changed once given)."""
+    the account's key, never changed once given). A driver error is a StoreError, as from the
+    Store's own reads."""
+    with store_errors(store.url, "read"):
+        return _image_rows(store, details, **filters)
+
+
+def _image_rows(store: Store, details: bool, **filters: Any) -> list[tuple[Any, ...]]:
     if not store.is_sqlite:
         conn: Connection
         with store.engines.reader.connect() as conn:

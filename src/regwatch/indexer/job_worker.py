@@ -155,7 +155,7 @@ class JobWorker:
         """Claim what fits in the free slots of every account with claimable jobs; whether
         anything was claimed."""
         accounts = self._accounts()
-        room = {name: self._room(acc) for name, acc in accounts.items() if self._room(acc) > 0}
+        room = {name: n for name, acc in accounts.items() if (n := self._room(acc)) > 0}
         if not room:
             return False
         claimed = False

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
+from regwatch.store.dialect import upsert
 from regwatch.store.records import RunStatus, at_ms, from_ms
-from regwatch.store.scan_jobs import CLAIMED, DONE, PENDING, done_counts, insert_for
+from regwatch.store.scan_jobs import CLAIMED, DONE, PENDING, done_counts
 from regwatch.store.schema import repositories, scan_jobs, scan_requests, scan_runs
 
 j = scan_jobs
@@ -153,8 +154,7 @@ def _runs_covering(
 # --- scan requests -------------------------------------------------------------------------------
 def request_scan(conn: Connection, account: str, by: str | None, now: int) -> None:
     row = {"account": account, "requested_at": now, "requested_by": by}
-    insert = insert_for(conn, scan_requests).values(row)
-    conn.execute(insert.on_conflict_do_update(index_elements=["account"], set_=row))
+    upsert(conn, scan_requests, [row], keys=["account"], update=["requested_at", "requested_by"])
 
 
 def requested(conn: Connection) -> dict[str, int]:

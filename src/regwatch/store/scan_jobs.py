@@ -16,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,10 +60,6 @@ class JobOutcome:
 class JobCompletion:
     recorded: bool  # False: the job's lease was lost (another instance took it over)
     finished_run: bool  # this completion was the pass's last: the run is closed
-
-
-def insert_for(conn: Connection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def _claimable(now: int) -> ColumnElement[bool]:
@@ -119,7 +114,7 @@ def publish(
         conn.execute(_MOVED, moved)
     new = [_job_row(account, name, run_id, listed[name]) for name in listed if name not in stored]
     for start in range(0, len(new), CHUNK):
-        conn.execute(insert_for(conn, j).values(new[start : start + CHUNK]))
+        conn.execute(insert(j).values(new[start : start + CHUNK]))
     errors = [] if error is None else [{"repository": None, "error": clip(error)}]
     conn.execute(
         update(scan_runs).where(scan_runs.c.id == run_id).values(requests=requests, errors=errors)

@@ -125,7 +125,7 @@ class Service:
         **kwargs: Any,
     ) -> Service:
         """Load the config file and open (or create) the store. Raises ConfigError/StoreError."""
-        env = environ or os.environ
+        env = os.environ if environ is None else environ
         snapshot = load_snapshot(resolve_config_path(config_path), environ=env)
         store = open_store(resolve_store_url(snapshot.settings.store.url, env))
         try:

@@ -22,6 +22,7 @@ from regwatch.store.records import (
     HistoryEntry,
     StagedTag,
     StoredEvent,
+    duration_ms,
     from_ms,
     to_ms,
 )
@@ -60,7 +61,7 @@ class EventMethods:
                 conn,
                 holder=holder,
                 now=self._now(),
-                lease_ms=int(lease.total_seconds() * 1000),
+                lease_ms=duration_ms(lease),
                 limit=limit,
                 sink=sink,
             )
@@ -82,7 +83,7 @@ class EventMethods:
     @writes
     def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
         with self._write() as conn:
-            ttl_ms = int(ttl.total_seconds() * 1000)
+            ttl_ms = duration_ms(ttl)
             return outbox.acquire_lease(conn, name, holder, self._now(), ttl_ms)
 
     @writes
@@ -129,7 +130,7 @@ class EventMethods:
                 conn,
                 holder=holder,
                 now=self._now(),
-                lease_ms=int(lease.total_seconds() * 1000),
+                lease_ms=duration_ms(lease),
                 limit=limit,
             )
 

@@ -26,11 +26,7 @@ from regwatch.store import scan_jobs as sj
 from regwatch.store.engine import Engines
 from regwatch.store.failures import store_errors
 from regwatch.store.marks import writes
-from regwatch.store.records import at_ms, to_ms
-
-
-def _ms(lease: timedelta) -> int:
-    return int(lease.total_seconds() * 1000)
+from regwatch.store.records import at_ms, duration_ms, to_ms
 
 
 class ScanJobMethods:
@@ -86,13 +82,13 @@ class ScanJobMethods:
     ) -> list[sj.ScanJob]:
         with self._job_write() as conn:
             return sj.claim(
-                conn, account, holder, now=self._now(), lease_ms=_ms(lease), limit=limit
+                conn, account, holder, now=self._now(), lease_ms=duration_ms(lease), limit=limit
             )
 
     @writes
     def renew_scan_jobs(self, holder: str, lease: timedelta) -> int:
         with self._job_write() as conn:
-            return sj.renew(conn, holder, now=self._now(), lease_ms=_ms(lease))
+            return sj.renew(conn, holder, now=self._now(), lease_ms=duration_ms(lease))
 
     @writes
     def release_scan_jobs(self, holder: str, jobs: Iterable[sj.ScanJob]) -> int:

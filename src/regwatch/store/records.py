@@ -27,6 +27,11 @@ def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def duration_ms(span: timedelta) -> int:
+    """Whole milliseconds of a duration (leases, TTLs)."""
+    return int(span.total_seconds() * 1000)
+
+
 def from_ms(ms: int | None) -> datetime | None:
     return None if ms is None else at_ms(ms)
 

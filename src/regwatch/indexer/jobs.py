@@ -85,6 +85,11 @@ def stats_now(stats: ClientStats) -> tuple[int, int, int, int]:
     return (stats.requests, stats.retries, stats.rate_limited, stats.token_fetches)
 
 
+def listing_failed(error: str) -> str:
+    """The account error of a pass whose listing failed (the stored list is scanned instead)."""
+    return f"listing repositories failed, kept the stored list: {error}"
+
+
 @dataclass(frozen=True)
 class ListedRun:
     """A run record the caller already started, with the repositories it listed with `client`
@@ -175,7 +180,7 @@ async def _scan(
     if listing is None:
         listing = await list_repositories(account, client, store)
     if listing.error is not None:
-        tally.account_error = f"listing repositories failed, kept the stored list: {listing.error}"
+        tally.account_error = listing_failed(listing.error)
         progress.account_error(account.name, tally.account_error)
     names = [] if listing.unreachable else listing.names
     tally.repositories = len(names)

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from regwatch.config.model import DockerRegistryAccount
-from regwatch.indexer.jobs import ListedRun, stats_now
+from regwatch.indexer.jobs import ListedRun, listing_failed, stats_now
 from regwatch.indexer.repositories import list_repositories
 from regwatch.indexer.results import ScanRun
 from regwatch.indexer.scheduler import wait_event
@@ -120,7 +120,7 @@ async def _publish(
     requests = client.stats.requests - listed.stats[0]
     error = None
     if listing.error is not None:
-        error = f"listing repositories failed, kept the stored list: {listing.error}"
+        error = listing_failed(listing.error)
     try:
         await store.call(
             Store.publish_scan_jobs,

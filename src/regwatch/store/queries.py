@@ -144,13 +144,12 @@ def _searched_on_postgres(
     (see there why not one SELECT); None for every other find."""
     if is_sqlite or not q or filtered or limit is None:
         return None
-    keys = (0, 2**31 - 1)
-    if account is not None:
-        key = account_key(conn, account)
-        if key is None:
-            return []
-        keys = (key, key)
-    return search_postgres(conn, columns, q, max(limit, 0), keys)
+    if account is None:
+        return search_postgres(conn, columns, q, max(limit, 0))
+    key = account_key(conn, account)
+    if key is None:
+        return []
+    return search_postgres(conn, columns, q, max(limit, 0), (key, key))
 
 
 def find_images(

@@ -128,6 +128,8 @@ class OutboxWorker:
         # one read while idle, rather than a write transaction (a claim) per poll: on SQLite's
         # single writer thread that took the GIL from the lookups every second (bench/api.py)
         due = await self.store.call(Store.next_delivery_due) if capacity > 0 else None
+        if due is not None:  # deliveries pending (due or held back): keep the gauges current
+            self._stats_at = min(self._stats_at, self._monotonic() + self._busy_stats_interval)
         if due is not None and due <= self._clock():
             claimed = await self.store.call(
                 Store.claim_next_deliveries, self.holder, lease=self._lease, limit=capacity

@@ -124,21 +124,24 @@ async def test_an_instance_added_later_takes_a_share(instances: Callable[..., In
 async def test_a_lapsed_lease_of_a_dead_instance_is_taken_over(
     store_url: str, instances: Callable[..., Instance]
 ) -> None:
-    store = open_store(store_url)
-    try:
-        assert store.acquire_lease(lease_name("a"), "serve:dead:1", timedelta(seconds=1))
-    finally:
-        store.close()
     scans = Scans()
     alive = instances("serve:alive", scans)
-    began = time.monotonic()
+    store = open_store(store_url)
+    try:
+        assert store.acquire_lease(lease_name("a"), "serve:dead:1", timedelta(seconds=1.5))
+        acquired = time.monotonic()
+    finally:
+        store.close()
     await alive.scheduler.apply([account("a", 5)])
-    await asyncio.sleep(0.5)
     entry = alive.scheduler.accounts["a"]
+    # the first look comes within the first delay (at most 0.5 s here): wait for it, not a guess
+    while entry.lease_checked_at is None and time.monotonic() - acquired < 1.2:
+        await asyncio.sleep(0.02)
     assert (scans.done, entry.lease_holder) == ([], "serve:dead:1")
-    await asyncio.sleep(1.6)
+    # looks again every 0.25-0.75 s: taken within that of the lapse
+    await asyncio.sleep(acquired + 2.6 - time.monotonic())
     (start,) = scans.starts("a")
-    assert 0.9 <= start - began <= 2.0
+    assert 1.4 <= start - acquired <= 2.5
     assert entry.lease_holder == "serve:alive"
     assert await alive.leases.holder("a") == "serve:alive"  # kept until the next due time
 

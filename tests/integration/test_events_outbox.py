@@ -21,7 +21,7 @@ from regwatch.config.settings import ServiceSettings, parse_settings
 from regwatch.events.metrics import EventMetrics
 from regwatch.events.outbox import OutboxWorker
 from regwatch.events.views import outbox_json
-from regwatch.store import TAG_ADDED, AsyncStore, StagedTag, Store, open_store
+from regwatch.store import TAG_ADDED, AsyncStore, StagedTag, Store
 from regwatch.store.push import PushOutcome
 
 SECRET = "wh-s3cret"
@@ -33,13 +33,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     hook = WebhookReceiver().start()
     yield hook
     hook.stop()
-
-
-@pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
 
 
 class Config:

@@ -4,23 +4,16 @@ skip, a catalogFile, an explicit list; a successful listing is authoritative."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from indexer_support import ACCOUNT, make_account, repository_names, scan
 
 from harness import FaultProxy, RegistryHandle, RegistryProcess, push_images
-from regwatch.store import AsyncStore, open_store
+from regwatch.store import AsyncStore
 
 REPOS = ["team-a/api", "team-a/web", "team-a/web-old", "team-b/api", "tools/ci"]
-
-
-@pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,12 @@ DIGEST_CHANGED for a moved tag only with trackDigests, a silent fill, delete + r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from indexer_support import digests, event_summary, make_account, scan
 
 from harness import ImagePusher, RegistryHandle
-from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore, open_store
-
-
-@pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
+from regwatch.store import DIGEST_CHANGED, TAG_ADDED, AsyncStore
 
 
 async def test_first_scan_is_a_silent_baseline_then_new_tags_fire_once(

@@ -4,26 +4,18 @@ by the fault proxy), multi-arch indexes, dates from annotations, the content-add
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 from indexer_support import ACCOUNT, digests, make_account, scan
 
 from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
-from regwatch.store import AsyncStore, open_store
+from regwatch.store import AsyncStore
 
 T1 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=dt.UTC)
 T2 = dt.datetime(2024, 3, 2, 10, 0, tzinfo=dt.UTC)
 ALL_FLAGS = {"trackDigests": True, "inspectDigests": True, "sortTagsByDate": True}
 
 ProxyFactory = Callable[..., FaultProxy]
-
-
-@pytest.fixture
-async def astore(store_url: str) -> AsyncIterator[AsyncStore]:
-    store = AsyncStore(open_store(store_url))
-    yield store
-    await store.aclose()
 
 
 async def test_initial_scan_indexes_tags_digests_dates_and_labels(

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from store_support import assert_search_index_exact
 
 from regwatch.errors import StoreError
 from regwatch.store import AsyncStore, StagedTag, Store, open_store
@@ -31,6 +32,7 @@ def store(store_url: str) -> Iterator[Store]:
         opened.ensure_account("hub", "reg.example")
         opened.replace_repositories("hub", ["a", "b", "c"])
         yield opened
+        assert_search_index_exact(opened)
 
 
 def merged(store: Store, repo: str, tags: Sequence[str]) -> Callable[[], Any]:

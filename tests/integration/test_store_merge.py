@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from store_support import assert_search_index_exact
 
 from regwatch.errors import StoreError
 from regwatch.store import DIGEST_CHANGED, TAG_ADDED, ScanOutcome, StagedTag, Store, open_store
@@ -46,6 +47,7 @@ def store(store_url: str, clock: Clock) -> Iterator[Store]:
     with open_store(store_url, clock=clock) as opened:
         opened.ensure_account("hub", "reg.example:5000")
         yield opened
+        assert_search_index_exact(opened)
 
 
 def scan(store: Store, repo: str, listing: Sequence[StagedTag], *, staged: bool) -> ScanOutcome:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from store_support import assert_search_index_exact
 
 from regwatch.models import ImageConfig, ManifestInfo, PlatformManifest
 from regwatch.store import StagedTag, Store, open_store
@@ -20,6 +21,7 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 def store(store_url: str) -> Iterator[Store]:
     with open_store(store_url) as opened:
         yield opened
+        assert_search_index_exact(opened)
 
 
 def index(store: Store, account: str, registry: str, repo: str, tags: list[StagedTag]) -> None:

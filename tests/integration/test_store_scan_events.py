@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import update
+from store_support import assert_search_index_exact
 
 from regwatch.store import (
     DIGEST_CHANGED,
@@ -36,6 +37,7 @@ def store(store_url: str) -> Iterator[Store]:
         baseline = opened.begin_repository_scan("hub", "app")  # the silent first scan
         opened.finish_repository_scan(baseline, last_page=[StagedTag.seen("old")])
         yield opened
+        assert_search_index_exact(opened)
 
 
 def push(store: Store, tag: str, digest: str = "sha256:1") -> str | None:

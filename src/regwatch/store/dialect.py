@@ -10,7 +10,8 @@ Substring search (`q` of images/find): both backends keep `tags.ref` = lower(`re
   rowid is `tags.id`, whose high bits are the account (see schema), so an account filter
   becomes a rowid range that FTS5 applies inside the index instead of after it. Queries
   shorter than 3 characters have no trigram and fall back to a scan (of the account's id range
-  when an account is given).
+  when an account is given). New tags enter the index once per write transaction, just before
+  its commit (store/search_upkeep.py), not from a per-row trigger.
 - PostgreSQL: a GIN index over (account, `ref` with its punctuation translated to letters),
   pg_trgm and btree_gin (migration 0003 says why); queries add `SEARCH_TEXT LIKE` so that the
   planner can use it, and a `q` with a limit goes through `store/search.py`.

@@ -95,10 +95,10 @@ class Prepared:
     def insert_rows(self, conn: Connection, rows: Sequence[Params]) -> None:
         """Run this INSERT for `rows`: on SQLite as multi-row INSERTs, elsewhere as executemany.
 
-        Why: SQLite runs an AFTER INSERT trigger writing into an FTS5 table (the search index)
-        in a statement savepoint, and FTS5 flushes its pending terms to a new segment at every
-        savepoint, so executemany pays one segment per row: 50 rows took ~1 ms instead of ~0.3 ms
-        with one statement (measured, see docs/benchmarks.md)."""
+        Why: each statement runs the table's AFTER INSERT trigger in its own statement
+        transaction; with the per-row search-index trigger of revision 0001, which made FTS5
+        write a segment per statement, 50 rows took ~1 ms by executemany and ~0.3 ms as one
+        statement (docs/benchmarks.md). The index is now kept per commit (search_upkeep.py)."""
         if conn.dialect.name != "sqlite":
             self.run_many(conn, rows)
             return

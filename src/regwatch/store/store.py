@@ -40,6 +40,7 @@ from regwatch.store.records import (
     utc_now,
 )
 from regwatch.store.schema import accounts
+from regwatch.store.search_upkeep import index_tags_before_commit
 
 __all__ = ["Store", "is_writer", "writes"]
 
@@ -59,6 +60,8 @@ class Store(EventMethods, ScanJobMethods):
         self._clock = clock
         self._write_lock = threading.Lock()
         self._batch = threading.local()  # .conn: the transaction of write_batch on this thread
+        if engines.is_sqlite:  # the schema is checked: the search index's pending table exists
+            index_tags_before_commit(engines.writer)
 
     def close(self) -> None:
         self.engines.dispose()

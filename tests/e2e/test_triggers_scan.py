@@ -227,7 +227,7 @@ def test_sigkill_between_the_index_commit_and_the_delivery_loses_nothing(
     ci = receivers()
     ci.hold(20)  # the first attempt never gets its answer: the service dies before
     push_images(registry_anonymous, repo, ["1"])
-    delivery = {**FAST, "timeoutSeconds": 10, "leaseSeconds": 12}
+    delivery = {**FAST, "timeoutSeconds": 4, "leaseSeconds": 5}
     config = ci_config(tmp_path, registry_anonymous, repo, ci, delivery)
     first = serve(config)
     first.wait_scanned("acct")

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from regwatch.store import Store, current_revision, open_store, semver_key, upgrade
 from regwatch.store.dialect import account_id_range
 from regwatch.store.schema import repositories
+from regwatch.store.search_upkeep import note_new_tags
 
 TAG_COLUMNS = (
     "id, account, repository, tag, registry, ref, digest, created_ms, first_seen, last_seen, "
@@ -82,6 +83,7 @@ def load(store: Store, rows: int, rng: random.Random) -> dict[str, list[str]]:
         keys = dict(conn.exec_driver_sql("SELECT name, key FROM accounts").all())
         for account, repos in layout.items():
             next_id = account_id_range(keys[account])[0]
+            note_new_tags(conn, keys[account], next_id)  # SQLite: indexed for search at commit
             registry = f"registry{account[-1]}.example.com:5000"
             left = per_account
             for r, repo in enumerate(repos):

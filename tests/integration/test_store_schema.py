@@ -22,7 +22,7 @@ from regwatch.store.url import normalize_store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = "from setuptools import setup; setup()"
-SQLITE_SEARCH = {"tags_search", "tags_search_insert", "tags_search_delete", "tags_search_update"}
+SQLITE_SEARCH = {"tags_search", "tags_search_pending", "tags_search_delete", "tags_search_update"}
 
 
 def sqlite_url(path: Path) -> str:

@@ -26,7 +26,7 @@ def url(tmp_path: Path) -> str:
 def store(url: str) -> Iterator[Store]:
     with open_store(url) as opened:
         opened.ensure_account("hub", "reg.example")
-        opened.replace_repositories("hub", ["a", "b"])
+        opened.replace_repositories("hub", ["a", "b", "c"])
         yield opened
 
 
@@ -54,6 +54,30 @@ def test_a_batch_indexes_its_tags_once_and_a_rolled_back_call_leaves_nothing(sto
     assert found(store, "reg.example/a:") == ["a:one", "a:two"]
     assert found(store, "lost") == []
     assert pending(store) == 0
+    assert_search_index_exact(store)
+
+
+def test_every_merge_of_one_account_in_a_batch_is_indexed(store: Store) -> None:
+    """The second merge notes a higher first id than the first: the lower one must stay."""
+    store.write_batch([merge(store, "a", ["one", "two"]), merge(store, "b", ["three"])])
+    assert found(store, "reg.example/") == ["a:one", "a:two", "b:three"]
+    assert_search_index_exact(store)
+
+
+def test_ids_given_again_after_a_delete_in_the_same_transaction_are_indexed(
+    store: Store,
+) -> None:
+    """The account's top rows (new and already indexed) are deleted, so the next insert takes
+    ids below the first id noted before: the note moves down to them."""
+    merge(store, "b", ["indexed"])()
+    store.write_batch(
+        [
+            merge(store, "a", ["one", "two"]),
+            lambda: store.replace_repositories("hub", ["c"]),  # drops a's and b's tags
+            merge(store, "c", ["three"]),
+        ]
+    )
+    assert found(store, "reg.example/") == ["c:three"]
     assert_search_index_exact(store)
 
 

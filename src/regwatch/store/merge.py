@@ -50,6 +50,7 @@ from regwatch.store.schema import (
     tag_history,
     tags,
 )
+from regwatch.store.search_upkeep import note_new_tags
 from regwatch.store.sorting import semver_key
 
 _IN_REPOSITORY = and_(
@@ -305,6 +306,7 @@ def _write_tags(
     if diff.inserts:
         low, high = account_id_range(key)
         last_id = int(_LAST_ID.rows(conn, (low, high))[0][0])
+        note_new_tags(conn, key, last_id)
         prefix = f"{scan.registry}/{repository}:"
         _INSERT_TAG.insert_rows(
             conn,

@@ -29,6 +29,7 @@ from regwatch.store.accounts import ensure_account, ensure_repository, require_a
 from regwatch.store.dialect import account_id_range, lock_event_order
 from regwatch.store.records import DIGEST_CHANGED, TAG_ADDED, StagedTag, to_ms
 from regwatch.store.schema import deliveries, events, repositories, scan_staging, tag_history, tags
+from regwatch.store.search_upkeep import note_new_tags
 from regwatch.store.sorting import semver_key
 
 PushChange = Literal["added", "changed", "filled", "unchanged"]
@@ -107,6 +108,7 @@ def _insert_tag(
     last_id = conn.execute(
         select(func.coalesce(func.max(tags.c.id), low)).where(tags.c.id.between(low, high))
     ).scalar_one()
+    note_new_tags(conn, key, int(last_id))
     conn.execute(
         insert(tags).values(
             id=int(last_id) + 1,

@@ -57,6 +57,7 @@ from regwatch.store.schema import (
     tag_history,
     tags,
 )
+from regwatch.store.search_upkeep import note_new_tags
 from regwatch.store.sorting import semver_key
 
 s = scan_staging
@@ -324,6 +325,7 @@ def _insert_new(
     last_id = conn.execute(
         select(func.coalesce(func.max(tags.c.id), low)).where(tags.c.id.between(low, high))
     ).scalar_one()
+    note_new_tags(conn, key, int(last_id))
     new_id = literal(int(last_id)) + func.row_number().over(order_by=s.c.position)
     source = select(
         new_id,

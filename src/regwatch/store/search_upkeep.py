@@ -2,18 +2,23 @@
 transaction, in one statement, rather than one row at a time from a trigger.
 
 Why: FTS5 writes the terms it has gathered as a new segment at every savepoint and statement
-transaction, then spends its automerge work folding those segments together. Each repository's
+transaction, then spends automerge work folding those segments together. Each repository's
 merge runs in its own savepoint inside a write batch (`Store.write_batch`), so an insert trigger
 paid one segment per repository: a fifth of the writer thread's CPU in a tags-only scan, and the
-writer thread is what a scan waits on (docs/benchmarks.md, "Indexing"; measured with everything
-else equal: 0.30 -> 0.26 s for 200 repositories x 50 tags).
+writer thread is what a scan waits on (docs/benchmarks.md, "Indexing").
 
-How (migration 0004): the insert trigger only notes the new row's id in `tags_search_pending`,
-a plain table, so the note is undone with the row when a savepoint rolls back. Just before each
-write transaction of the store commits, `index_pending_tags` moves the noted rows into the
-index and clears the notes: readers never see a tag that the index lacks. The delete and update
-triggers leave a row that is still pending to that step (FTS5 must never be told to delete what
-it was not given). PostgreSQL maintains its own substring index: nothing to do there.
+How (migration 0004): whatever inserts into `tags` calls `note_new_tags` with the account's
+largest id before its insert (every writer allocates ids above it: see `account_id_range`).
+`tags_search_pending` then holds, per account, the first id not yet indexed; every row of the
+account from there up is new in this transaction (no row lies above the largest id, and the
+noted first id only ever moves down). The note is a row written in the caller's savepoint, so it
+is undone with the tags when the savepoint rolls back. Just before each write transaction of the
+store commits, `index_pending_tags` indexes those rows and clears the notes, so readers never
+see a tag that the index lacks. The delete and update triggers leave a row that is still pending
+to that step (FTS5 must never be told to delete what it was not given). No trigger runs per
+inserted row any more: one note per insert statement replaces it.
+
+PostgreSQL maintains its own substring index: both functions do nothing there.
 """
 
 from __future__ import annotations
@@ -21,13 +26,33 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-PENDING_TABLE = "tags_search_pending"
+from regwatch.store.dialect import ACCOUNT_ID_BITS
+
+_NOTE = (
+    "INSERT INTO tags_search_pending (account_key, first_id) VALUES (?, ?) "
+    "ON CONFLICT (account_key) DO UPDATE SET first_id = min(first_id, excluded.first_id)"
+)
 _ANY_PENDING = "SELECT 1 FROM tags_search_pending LIMIT 1"
-_INDEX_PENDING = (
-    "INSERT INTO tags_search(rowid, ref) SELECT tags.id, tags.ref FROM tags_search_pending "
-    "JOIN tags ON tags.id = tags_search_pending.id"
+_INDEX_PENDING = (  # up to the account's last id: ((key + 1) << ACCOUNT_ID_BITS) - 1
+    "INSERT INTO tags_search (rowid, ref) SELECT tags.id, tags.ref FROM tags_search_pending "
+    "JOIN tags ON tags.id BETWEEN tags_search_pending.first_id "
+    "AND ((tags_search_pending.account_key + 1) << 40) - 1"
 )
 _CLEAR_PENDING = "DELETE FROM tags_search_pending"
+assert ACCOUNT_ID_BITS == 40, "the SQL above and migration 0004's triggers spell it out"
+
+
+def note_new_tags(conn: Connection, account_key: int, last_id: int) -> None:
+    """Call before inserting tags of the account with `account_key` whose largest id is now
+    `last_id` (the account's lowest id when it has none): the rows inserted above it by this
+    transaction are indexed before it commits."""
+    if conn.dialect.name != "sqlite":
+        return
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(_NOTE, (account_key, last_id + 1))
+    finally:
+        cursor.close()
 
 
 def index_pending_tags(conn: Connection) -> None:

@@ -1,8 +1,11 @@
 """SQLite: new tags enter the substring index once per write transaction instead of from a
-per-row trigger (store/search_upkeep.py says why and how). PostgreSQL: nothing.
+per-row trigger (store/search_upkeep.py says why and how), and the index no longer keeps each
+row's size (`columnsize=0`: a record per row that only ranking functions read; regwatch ranks
+nothing). PostgreSQL: nothing.
 
-The insert trigger now notes the row in `tags_search_pending`; the delete and update triggers
-skip rows still noted there. Rows already indexed stay as they are.
+`tags_search_pending` holds, per account key, the first tag id not yet indexed (40: the
+account's id bits, regwatch.store.dialect.ACCOUNT_ID_BITS); the insert trigger is gone, and the
+delete and update triggers skip rows still pending. The index is rebuilt from `tags` once.
 
 Revision ID: 0004
 Revises: 0003
@@ -21,16 +24,20 @@ depends_on = None
 _TRIGGERS = ("tags_search_insert", "tags_search_delete", "tags_search_update")
 _FTS_DELETE = "INSERT INTO tags_search(tags_search, rowid, ref) VALUES ('delete', old.id, old.ref)"
 _FTS_INSERT = "INSERT INTO tags_search(rowid, ref) VALUES (new.id, new.ref)"
+_FTS_TABLE = (
+    "CREATE VIRTUAL TABLE tags_search USING fts5(ref, content='tags', content_rowid='id', "
+    "tokenize='trigram', detail=none{options})"
+)
 _UPKEEP_PER_COMMIT = (
-    "CREATE TABLE tags_search_pending (id INTEGER PRIMARY KEY NOT NULL)",
-    "CREATE TRIGGER tags_search_insert AFTER INSERT ON tags BEGIN "
-    "INSERT INTO tags_search_pending(id) VALUES (new.id); END",
-    "CREATE TRIGGER tags_search_delete AFTER DELETE ON tags BEGIN "
-    "INSERT INTO tags_search(tags_search, rowid, ref) SELECT 'delete', old.id, old.ref "
-    "WHERE NOT EXISTS (SELECT 1 FROM tags_search_pending WHERE id = old.id); "
-    "DELETE FROM tags_search_pending WHERE id = old.id; END",
+    "CREATE TABLE tags_search_pending "
+    "(account_key INTEGER PRIMARY KEY NOT NULL, first_id INTEGER NOT NULL)",
+    "CREATE TRIGGER tags_search_delete AFTER DELETE ON tags "
+    "WHEN NOT EXISTS (SELECT 1 FROM tags_search_pending "
+    "WHERE account_key = old.id >> 40 AND first_id <= old.id) BEGIN "
+    "INSERT INTO tags_search(tags_search, rowid, ref) VALUES ('delete', old.id, old.ref); END",
     "CREATE TRIGGER tags_search_update AFTER UPDATE OF ref ON tags "
-    "WHEN NOT EXISTS (SELECT 1 FROM tags_search_pending WHERE id = old.id) BEGIN "
+    "WHEN NOT EXISTS (SELECT 1 FROM tags_search_pending "
+    "WHERE account_key = old.id >> 40 AND first_id <= old.id) BEGIN "
     "INSERT INTO tags_search(tags_search, rowid, ref) VALUES ('delete', old.id, old.ref); "
     "INSERT INTO tags_search(rowid, ref) VALUES (new.id, new.ref); END",
 )
@@ -42,15 +49,18 @@ _UPKEEP_PER_ROW = (  # revision 0001's
 )
 
 
-def _drop_triggers() -> None:
+def _replace_index(options: str) -> None:
     for name in _TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.execute("DROP TABLE tags_search")
+    op.execute(_FTS_TABLE.format(options=options))
+    op.execute("INSERT INTO tags_search(tags_search) VALUES ('rebuild')")
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
-    _drop_triggers()
+    _replace_index(", columnsize=0")
     for statement in _UPKEEP_PER_COMMIT:
         op.execute(statement)
 
@@ -58,11 +68,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
-    op.execute(  # whatever a writer left pending (none, when every commit went through regwatch)
-        "INSERT INTO tags_search(rowid, ref) SELECT tags.id, tags.ref FROM tags_search_pending "
-        "JOIN tags ON tags.id = tags_search_pending.id"
-    )
-    _drop_triggers()
+    _replace_index("")  # also indexes whatever a writer left pending
     op.execute("DROP TABLE tags_search_pending")
     for statement in _UPKEEP_PER_ROW:
         op.execute(statement)

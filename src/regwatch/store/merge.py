@@ -31,7 +31,7 @@ from sqlalchemy import and_, bindparam, func, insert, literal_column, null, sele
 from sqlalchemy.engine import Connection
 
 from regwatch.errors import StoreError
-from regwatch.store.dialect import account_id_range, lock_event_order
+from regwatch.store.dialect import lock_event_order
 from regwatch.store.prepared import Prepared, json_text
 from regwatch.store.records import (
     DIGEST_CHANGED,
@@ -50,7 +50,7 @@ from regwatch.store.schema import (
     tag_history,
     tags,
 )
-from regwatch.store.search_upkeep import note_new_tags
+from regwatch.store.search_upkeep import last_tag_id
 from regwatch.store.sorting import semver_key
 
 _IN_REPOSITORY = and_(
@@ -87,13 +87,6 @@ _EXISTING = Prepared(
     lambda _: select(tags.c.id, tags.c.tag, tags.c.digest).where(_IN_REPOSITORY),
     "account",
     "repository",
-)
-_LAST_ID = Prepared(
-    lambda _: select(func.coalesce(func.max(tags.c.id), bindparam("low"))).where(
-        tags.c.id.between(bindparam("low"), bindparam("high"))
-    ),
-    "low",
-    "high",
 )
 _TAG_COLUMNS = (
     "id", "account", "repository", "tag", "registry", "ref", "digest", "index_digest",
@@ -304,9 +297,7 @@ def _write_tags(
     if kept:
         _TOUCH.run(conn, (now, account, repository))
     if diff.inserts:
-        low, high = account_id_range(key)
-        last_id = int(_LAST_ID.rows(conn, (low, high))[0][0])
-        note_new_tags(conn, key, last_id)
+        last_id = last_tag_id(conn, key)
         prefix = f"{scan.registry}/{repository}:"
         _INSERT_TAG.insert_rows(
             conn,

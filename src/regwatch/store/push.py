@@ -26,10 +26,10 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from regwatch.store.accounts import ensure_account, ensure_repository, require_account
-from regwatch.store.dialect import account_id_range, lock_event_order
+from regwatch.store.dialect import lock_event_order
 from regwatch.store.records import DIGEST_CHANGED, TAG_ADDED, StagedTag, to_ms
 from regwatch.store.schema import deliveries, events, repositories, scan_staging, tag_history, tags
-from regwatch.store.search_upkeep import note_new_tags
+from regwatch.store.search_upkeep import last_tag_id
 from regwatch.store.sorting import semver_key
 
 PushChange = Literal["added", "changed", "filled", "unchanged"]
@@ -104,11 +104,7 @@ def _insert_tag(
     image: StagedTag,
     now: int,
 ) -> None:
-    low, high = account_id_range(key)
-    last_id = conn.execute(
-        select(func.coalesce(func.max(tags.c.id), low)).where(tags.c.id.between(low, high))
-    ).scalar_one()
-    note_new_tags(conn, key, int(last_id))
+    last_id = last_tag_id(conn, key)
     conn.execute(
         insert(tags).values(
             id=int(last_id) + 1,

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from regwatch.errors import StoreError
 from regwatch.store.accounts import _record_removed, require_account
-from regwatch.store.dialect import account_id_range, lock_event_order, prefer_set_joins, upsert
+from regwatch.store.dialect import lock_event_order, prefer_set_joins, upsert
 from regwatch.store.merge import merge_listing
 from regwatch.store.records import (
     DIGEST_CHANGED,
@@ -57,7 +57,7 @@ from regwatch.store.schema import (
     tag_history,
     tags,
 )
-from regwatch.store.search_upkeep import note_new_tags
+from regwatch.store.search_upkeep import last_tag_id
 from regwatch.store.sorting import semver_key
 
 s = scan_staging
@@ -321,11 +321,7 @@ def _update_existing(
 def _insert_new(
     conn: Connection, scan: RepositoryScan, key: int, mine: ColumnElement[bool], now: int
 ) -> None:
-    low, high = account_id_range(key)
-    last_id = conn.execute(
-        select(func.coalesce(func.max(tags.c.id), low)).where(tags.c.id.between(low, high))
-    ).scalar_one()
-    note_new_tags(conn, key, int(last_id))
+    last_id = last_tag_id(conn, key)
     new_id = literal(int(last_id)) + func.row_number().over(order_by=s.c.position)
     source = select(
         new_id,

@@ -7,26 +7,37 @@ merge runs in its own savepoint inside a write batch (`Store.write_batch`), so a
 paid one segment per repository: a fifth of the writer thread's CPU in a tags-only scan, and the
 writer thread is what a scan waits on (docs/benchmarks.md, "Indexing").
 
-How (migration 0004): whatever inserts into `tags` calls `note_new_tags` with the account's
-largest id before its insert (every writer allocates ids above it: see `account_id_range`).
-`tags_search_pending` then holds, per account, the first id not yet indexed; every row of the
-account from there up is new in this transaction (no row lies above the largest id, and the
-noted first id only ever moves down). The note is a row written in the caller's savepoint, so it
-is undone with the tags when the savepoint rolls back. Just before each write transaction of the
-store commits, `index_pending_tags` indexes those rows and clears the notes, so readers never
-see a tag that the index lacks. The delete and update triggers leave a row that is still pending
-to that step (FTS5 must never be told to delete what it was not given). No trigger runs per
-inserted row any more: one note per insert statement replaces it.
+How (migration 0004): whatever inserts into `tags` gives its rows the ids above `last_tag_id`,
+which also notes them (a writer that allocates ids otherwise, such as bench/store_find.py's
+loader, calls `note_new_tags` itself). `tags_search_pending` then holds, per account, the first
+id not yet indexed; every row of the account from there up is new in this transaction (no row
+lies above the largest id, and the noted first id only ever moves down). The note is a row
+written in the caller's savepoint, so it is undone with the tags when the savepoint rolls back.
+Just before each write transaction of the store commits, `index_pending_tags` indexes those
+rows and clears the notes, so readers never see a tag that the index lacks. The delete and
+update triggers leave a row that is still pending to that step (FTS5 must never be told to
+delete what it was not given). No trigger runs per inserted row any more: one note per insert
+statement replaces it.
 
 PostgreSQL maintains its own substring index: both functions do nothing there.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from regwatch.store.dialect import ACCOUNT_ID_BITS
+from regwatch.store.dialect import ACCOUNT_ID_BITS, account_id_range
+from regwatch.store.prepared import Prepared
+from regwatch.store.schema import tags
+
+_LAST_ID = Prepared(
+    lambda _: select(func.coalesce(func.max(tags.c.id), bindparam("low"))).where(
+        tags.c.id.between(bindparam("low"), bindparam("high"))
+    ),
+    "low",
+    "high",
+)
 
 _NOTE = (
     "INSERT INTO tags_search_pending (account_key, first_id) VALUES (?, ?) "
@@ -40,6 +51,14 @@ _INDEX_PENDING = (  # up to the account's last id: ((key + 1) << ACCOUNT_ID_BITS
 )
 _CLEAR_PENDING = "DELETE FROM tags_search_pending"
 assert ACCOUNT_ID_BITS == 40, "the SQL above and migration 0004's triggers spell it out"
+
+
+def last_tag_id(conn: Connection, account_key: int) -> int:
+    """The largest tag id of the account (its lowest id when it has none): give new tags the
+    ids above it, in this transaction. They are noted for the search index (`note_new_tags`)."""
+    last_id = int(_LAST_ID.rows(conn, account_id_range(account_key))[0][0])
+    note_new_tags(conn, account_key, last_id)
+    return last_id
 
 
 def note_new_tags(conn: Connection, account_key: int, last_id: int) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from triggers_support import eventually
 
 from harness import FaultProxy, PushedImage, RegistryHandle, fault_rules, free_port, populate
 from harness.clouddriver import expected_item
@@ -55,14 +56,6 @@ class Serve:
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def load(store: Store, rows: int, rng: random.Random) -> dict[str, list[str]]:
         layout[account] = repos
     now = int(time.time() * 1000)
     with store.engines.writer.begin() as conn:
-        keys = dict(conn.exec_driver_sql("SELECT name, key FROM accounts").all())
+        keys: dict[str, int] = dict(conn.exec_driver_sql("SELECT name, key FROM accounts").all())
         for account, repos in layout.items():
             next_id = account_id_range(keys[account])[0]
             note_new_tags(conn, keys[account], next_id)  # SQLite: indexed for search at commit

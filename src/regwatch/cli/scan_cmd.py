@@ -38,7 +38,7 @@ from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import ConfigError
 from regwatch.indexer import RepositoryResult, ScanProgress, ScanRun, scan_accounts
 from regwatch.registry import Transport
-from regwatch.service.instances import alive
+from regwatch.service.instances import dead_holder_pid, failed_run
 from regwatch.store import AsyncStore, Store, open_store
 
 HOLDER_PREFIX = "cli:"
@@ -157,17 +157,11 @@ def close_abandoned_runs(store: Store, accounts: Sequence[str]) -> None:
     for account in accounts:
         status = store.account_status(account)
         run = status.last_run if status else None
-        if run is None or run.status != "running" or not run.holder:
+        if run is None or run.status != "running":
             continue
-        host, _, pid = run.holder.removeprefix(HOLDER_PREFIX).rpartition(":")
-        if not run.holder.startswith(HOLDER_PREFIX) or host != socket.gethostname():
-            continue
-        if pid.isdigit() and not alive(int(pid)):
-            store.finish_run(
-                run.id, requests=run.requests, repositories_ok=run.repositories_ok,
-                repositories_failed=run.repositories_failed, status="failed",
-                errors=[{"repository": None, "error": f"abandoned: process {pid} died mid-scan"}],
-            )  # fmt: skip
+        pid = dead_holder_pid(run.holder, HOLDER_PREFIX)
+        if pid is not None:
+            store.finish_run(run.id, **failed_run(run, f"abandoned: process {pid} died mid-scan"))
 
 
 async def _scan_all(

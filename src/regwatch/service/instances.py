@@ -166,17 +166,15 @@ async def close_abandoned_runs(service: Service) -> None:
     """A service killed mid-scan leaves its run "running": close it as failed when it was this
     host's and its process is gone (another instance's runs are left alone, and so is a shared
     pass: the account's next holder adopts it)."""
-    prefix = f"{HOLDER_PREFIX}{socket.gethostname()}:"
     for name in service.accounts.accounts:
         status = await service.store.call(Store.account_status, name)
         run = status.last_run if status is not None else None
-        if run is None or run.status != "running" or not (run.holder or "").startswith(prefix):
+        if run is None or run.status != "running":
             continue
-        if await service.store.call(Store.unfinished_scan_pass, name) == run.id:
+        pid = dead_holder_pid(run.holder, HOLDER_PREFIX)
+        if pid is None or await service.store.call(Store.unfinished_scan_pass, name) == run.id:
             continue
-        pid = (run.holder or "").removeprefix(prefix)
-        if pid.isdigit() and not alive(int(pid)):
-            await _close(service, run, f"abandoned: process {pid} died")
+        await _close(service, run, f"abandoned: process {pid} died")
 
 
 async def close_taken_over_run(service: Service, name: str) -> None:
@@ -192,15 +190,29 @@ async def close_taken_over_run(service: Service, name: str) -> None:
 
 
 async def _close(service: Service, run: ScanRun, error: str) -> None:
-    await service.store.call(
-        Store.finish_run,
-        run.id,
-        requests=run.requests,
-        repositories_ok=run.repositories_ok,
-        repositories_failed=run.repositories_failed,
-        status="failed",
-        errors=[{"repository": None, "error": error}],
-    )
+    await service.store.call(Store.finish_run, run.id, **failed_run(run, error))
+
+
+def failed_run(run: ScanRun, error: str) -> dict[str, Any]:
+    """`Store.finish_run`'s keyword arguments that close `run` as failed with `error`, keeping
+    its counts (for a run whose process or lease is gone)."""
+    return {
+        "requests": run.requests,
+        "repositories_ok": run.repositories_ok,
+        "repositories_failed": run.repositories_failed,
+        "status": "failed",
+        "errors": [{"repository": None, "error": error}],
+    }
+
+
+def dead_holder_pid(holder: str | None, prefix: str) -> str | None:
+    """The pid of a run's `holder` ("{prefix}HOST:PID") when HOST is this host and the process
+    is gone; None otherwise (another host's runs are never judged from here)."""
+    local = f"{prefix}{socket.gethostname()}:"
+    if holder is None or not holder.startswith(local):
+        return None
+    pid = holder.removeprefix(local)
+    return pid if pid.isdigit() and not alive(int(pid)) else None
 
 
 def alive(pid: int) -> bool:

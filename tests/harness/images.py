@@ -27,6 +27,7 @@ from .registry import RegistryHandle
 
 T = TypeVar("T")
 POPULATE_BASE_TIME = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+SALTED_TIME = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)  # `created` of salted pushes by default
 
 
 @dataclass
@@ -91,15 +92,18 @@ class ImagePusher:
     ) -> PushedImage:
         """Push one image of `kind` ("docker" | "oci" | "oci-index" | "docker-list") as `tag`.
 
-        A given `salt` makes the result reproducible (same inputs → same digest); without one every
-        push is unique.
+        A given `salt` makes the result reproducible (same inputs → same digest: `created` then
+        defaults to a fixed time, not the second of the push); without one every push is unique.
         """
         if kind not in ic.KIND_TYPES:
             raise ValueError(f"unknown image kind {kind!r}; expected one of {ic.KINDS}")
         types = ic.KIND_TYPES[kind]
         if annotations and kind.startswith("docker"):
             raise ValueError("annotations exist only in OCI manifests (kind 'oci' or 'oci-index')")
-        created = created or dt.datetime.now(dt.UTC).replace(microsecond=0)
+        if created is None:  # a push that crossed a second would otherwise get another digest
+            created = (
+                SALTED_TIME if salt is not None else dt.datetime.now(dt.UTC).replace(microsecond=0)
+            )
         fresh = salt is None
         salt = salt if salt is not None else uuid.uuid4().hex
         await self._ensure_blob(repository, ic.shared_layer().blob(types.layer), check=True)

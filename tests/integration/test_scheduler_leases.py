@@ -74,6 +74,14 @@ class Instance:
     leases: ScanLeases
 
 
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for `check()` (a scan started, a stop seen) rather than guess how long it takes."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 async def instances(store_url: str) -> AsyncIterator[Callable[..., Instance]]:
     started: list[Instance] = []
@@ -153,8 +161,7 @@ async def test_the_heartbeat_keeps_a_long_scan_to_its_instance(
     first = instances("serve:first", scans, ttl=0.6)
     await first.scheduler.apply([account("a", 5)])
     first.scheduler.request_scan("a")
-    await asyncio.sleep(0.3)
-    assert scans.running == {"a": "serve:first"}
+    await until(lambda: scans.running == {"a": "serve:first"})
     second = instances("serve:second", scans, ttl=0.6)
     await second.scheduler.apply([account("a", 5)])
     second.scheduler.request_scan("a")  # then looks again every 0.25-0.75 s
@@ -171,15 +178,14 @@ async def test_a_scan_whose_lease_was_taken_stops(
     first = instances("serve:first", scans, ttl=0.6)
     await first.scheduler.apply([account("a", 30)])
     first.scheduler.request_scan("a")
-    await asyncio.sleep(0.3)
-    assert scans.running == {"a": "serve:first"}
+    await until(lambda: scans.running == {"a": "serve:first"})
     thief = open_store(store_url)  # e.g. an instance that saw the lease lapse during a stall
     try:
         assert thief.release_lease(lease_name("a"), "serve:first")
         assert thief.acquire_lease(lease_name("a"), "serve:thief", timedelta(seconds=30))
     finally:
         thief.close()
-    await asyncio.sleep(0.6)
+    await until(lambda: bool(scans.stopped), timeout=3.0)  # the heartbeat sees the theft
     assert scans.stopped == [("a", "serve:first")]
     assert await first.leases.holder("a") == "serve:thief"
 

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -241,11 +242,12 @@ async def test_a_crashed_dispatchers_deliveries_go_out_once_its_leases_expire(
 ) -> None:
     config = Config(receiver, delivery={"timeoutSeconds": 0.5, "leaseSeconds": 1})
     outcome = push(astore.store, config, "v1")
-    lease = timedelta(seconds=1)
+    lease = timedelta(seconds=2)
     assert astore.store.acquire_lease("outbox", "crashed", lease)  # it was dispatching...
     assert astore.store.claim_deliveries("crashed", lease=lease)  # ...and had claimed the event
+    taken = time.monotonic()
     async with running(make_worker(astore, config)) as worker:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(taken + 1.0 - time.monotonic())  # half the crashed one's lease
         assert receiver.requests == []
         assert not worker.dispatching
         await receiver.wait_for_async(1, timeout=5)

@@ -90,7 +90,7 @@ class OutboxWorker:
     def wake(self) -> None:
         """New events were recorded: look for due deliveries now rather than at the next poll
         (and count them for the gauges soon)."""
-        self._stats_at = min(self._stats_at, self._monotonic() + self._busy_stats_interval)
+        self._stats_soon()
         self._wake.set()
 
     @property
@@ -129,7 +129,7 @@ class OutboxWorker:
         # single writer thread that took the GIL from the lookups every second (bench/api.py)
         due = await self.store.call(Store.next_delivery_due) if capacity > 0 else None
         if due is not None:  # deliveries pending (due or held back): keep the gauges current
-            self._stats_at = min(self._stats_at, self._monotonic() + self._busy_stats_interval)
+            self._stats_soon()
         if due is not None and due <= self._clock():
             claimed = await self.store.call(
                 Store.claim_next_deliveries, self.holder, lease=self._lease, limit=capacity
@@ -340,6 +340,10 @@ class OutboxWorker:
         self.metrics.set_outbox(pending, dead, held)
         if any(pending.values()):
             self._stats_at = self._monotonic() + self._busy_stats_interval
+
+    def _stats_soon(self) -> None:
+        """Refresh the gauges within the busy interval (sooner if already due)."""
+        self._stats_at = min(self._stats_at, self._monotonic() + self._busy_stats_interval)
 
     @property
     def _busy_stats_interval(self) -> float:

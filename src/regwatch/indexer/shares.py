@@ -118,9 +118,7 @@ async def _publish(
 ) -> None:
     listing, run_id = listed.listing, listed.run_id
     requests = client.stats.requests - listed.stats[0]
-    error = None
-    if listing.error is not None:
-        error = listing_failed(listing.error)
+    error = None if listing.error is None else listing_failed(listing.error)
     try:
         await store.call(
             Store.publish_scan_jobs,

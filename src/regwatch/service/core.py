@@ -91,7 +91,7 @@ class Service:
             self.instance_id,
             accounts=lambda: self.accounts.accounts,
             transport=lambda: self.transport,
-            sinks=lambda account: self._sinks(account),
+            sinks=self.sinks_for,
             ttl=self.leases.ttl,
         )
         self.scheduler = Scheduler(

@@ -107,7 +107,7 @@ def _insert_tag(
     last_id = last_tag_id(conn, key)
     conn.execute(
         insert(tags).values(
-            id=int(last_id) + 1,
+            id=last_id + 1,
             account=account,
             repository=repository,
             tag=image.tag,

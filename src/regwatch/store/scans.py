@@ -322,7 +322,7 @@ def _insert_new(
     conn: Connection, scan: RepositoryScan, key: int, mine: ColumnElement[bool], now: int
 ) -> None:
     last_id = last_tag_id(conn, key)
-    new_id = literal(int(last_id)) + func.row_number().over(order_by=s.c.position)
+    new_id = literal(last_id) + func.row_number().over(order_by=s.c.position)
     source = select(
         new_id,
         s.c.account,

@@ -43,7 +43,7 @@ _NOTE = (
     "INSERT INTO tags_search_pending (account_key, first_id) VALUES (?, ?) "
     "ON CONFLICT (account_key) DO UPDATE SET first_id = min(first_id, excluded.first_id)"
 )
-_ANY_PENDING = "SELECT 1 FROM tags_search_pending LIMIT 1"
+_NOTED = "regwatch_tags_to_index"  # in the connection's info: a note since the last commit
 _INDEX_PENDING = (  # up to the account's last id: ((key + 1) << ACCOUNT_ID_BITS) - 1
     "INSERT INTO tags_search (rowid, ref) SELECT tags.id, tags.ref FROM tags_search_pending "
     "JOIN tags ON tags.id BETWEEN tags_search_pending.first_id "
@@ -72,12 +72,15 @@ def note_new_tags(conn: Connection, account_key: int, last_id: int) -> None:
         cursor.execute(_NOTE, (account_key, last_id + 1))
     finally:
         cursor.close()
+    conn.info[_NOTED] = True
 
 
 def index_pending_tags(conn: Connection) -> None:
     """Put the tags inserted by this transaction into the search index (inside the transaction;
-    a failure fails the commit, so the tags and their index entries stay together)."""
-    if conn.exec_driver_sql(_ANY_PENDING).first() is None:
+    a failure fails the commit, so the tags and their index entries stay together). Nothing to
+    do, and no statement, for a transaction that noted no tags (most of the service's: leases,
+    the outbox); a note undone by a rollback only costs the next commit an empty pass."""
+    if not conn.info.pop(_NOTED, False):
         return
     conn.exec_driver_sql(_INDEX_PENDING)
     conn.exec_driver_sql(_CLEAR_PENDING)

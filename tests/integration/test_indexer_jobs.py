@@ -4,16 +4,19 @@ repository boundaries, cancellation, several accounts, a reused client, setup fa
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from indexer_support import ACCOUNT, fast_transport, make_account, repository_names, scan
+from store_support import assert_search_index_exact
 
 from harness import FaultProxy, ImagePusher, RegistryHandle, fault_rules
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.indexer import RepositoryResult, ScanProgress, ScanRun, scan_account, scan_accounts
 from regwatch.registry import RegistryClient
-from regwatch.store import AsyncStore
+from regwatch.store import AsyncStore, Store, open_store
 
 ProxyFactory = Callable[..., FaultProxy]
 
@@ -77,6 +80,35 @@ async def test_progress_reports_every_repository_and_the_run(
     assert all(r.ok and r.tags == 2 for r in progress.done)
     assert progress.pages == 6
     assert progress.finished == [run]
+
+
+class CountingStore(AsyncStore):
+    """An AsyncStore that counts the Store methods called through it, by name."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.calls: Counter[str] = Counter()
+
+    async def call(self, method: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls[method.__name__] += 1
+        return await super().call(method, *args, **kwargs)
+
+
+async def test_a_scan_claims_its_repositories_two_batches_of_workers_at_a_time(
+    registry_anonymous: RegistryHandle, six_repos: list[str], store_url: str
+) -> None:
+    counting = CountingStore(open_store(store_url))
+    account = make_account(registry_anonymous.url, repositories=six_repos, cacheThreads=1)
+    try:
+        run = await scan(account, counting)  # 2 workers: 4 claims per call
+        assert_search_index_exact(counting.store)
+    finally:
+        await counting.aclose()
+
+    assert (run.status, run.repositories_ok, run.tags) == ("ok", 6, 12)
+    assert counting.calls["begin_repository_scans"] == 2
+    assert counting.calls["begin_repository_scan"] == 0
+    assert counting.calls["finish_repository_scan"] == 6
 
 
 async def test_stop_finishes_the_repositories_in_progress_and_records_the_run(

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from regwatch.config.model import DockerRegistryAccount
 from regwatch.errors import RegwatchError
+from regwatch.indexer.claim_ahead import ClaimAhead
 from regwatch.indexer.repositories import RepositoryList, list_repositories
 from regwatch.indexer.repository_scan import RepositoryScanner
 from regwatch.indexer.results import RepositoryResult, RunStatus, ScanProgress, ScanRun
@@ -31,6 +32,9 @@ from regwatch.store.records import utc_now
 
 log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT_CONCURRENCY = 4
+# repositories claimed per store call, per worker (indexer/claim_ahead.py): 2 and 3 measured
+# alike, 2 keeps the claims nearer their listings (docs/benchmarks.md, "Fifth pass")
+CLAIM_BATCHES = 2
 
 
 @dataclass
@@ -187,28 +191,24 @@ async def _scan(
     progress.account_started(account.name, len(names))
     limit = asyncio.Semaphore(account.cache_threads)
     scanner = RepositoryScanner(account, client, store, limit, sinks, progress)
-    queue = iter(names)
-
-    async def worker() -> None:
-        for repository in _until_stopped(queue, stop, tally):
-            result = await scanner.scan(repository)
-            tally.results.append(result)
-            progress.repository_done(account.name, result, client.stats.requests)
-
     # One worker more than request slots: a worker merging a repository into the store holds
     # no slot, and the spare keeps the registry busy meanwhile.
     workers = min(len(names), account.cache_threads + 1)
+    claims = ClaimAhead(
+        store, account.name, names, batch=CLAIM_BATCHES * max(workers, 1), stop=stop
+    )
+
+    async def worker() -> None:
+        while (claim := await claims.next()) is not None:
+            if claim.scan is None:
+                result = RepositoryResult(claim.repository, ok=False, error=claim.error)
+            else:
+                result = await scanner.scan_claimed(claim.scan)
+            tally.results.append(result)
+            progress.repository_done(account.name, result, client.stats.requests)
+
     await asyncio.gather(*(worker() for _ in range(workers)))
-
-
-def _until_stopped(
-    names: Iterator[str], stop: asyncio.Event | None, tally: _Tally
-) -> Iterator[str]:
-    for name in names:
-        if stop is not None and stop.is_set():
-            tally.stopped = True
-            return
-        yield name
+    tally.stopped = claims.stopped
 
 
 def _run(

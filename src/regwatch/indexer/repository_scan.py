@@ -74,13 +74,20 @@ class RepositoryScanner:
         self.fetcher = MetadataFetcher(self.client, self.store, self.needs, self.limit)
 
     async def scan(self, repository: str) -> RepositoryResult:
-        """Scan `repository`; never raises for registry or store trouble (see the result)."""
+        """Claim and scan `repository`; never raises for registry or store trouble (see the
+        result)."""
         name = self.account.name
-        errors = TagErrors()
         try:
             scan = await self.store.call(Store.begin_repository_scan, name, repository)
         except RegwatchError as exc:
             return RepositoryResult(repository, ok=False, error=str(exc))
+        return await self.scan_claimed(scan)
+
+    async def scan_claimed(self, scan: RepositoryScan) -> RepositoryResult:
+        """Scan a repository already claimed (`Store.begin_repository_scan[s]`); never raises
+        for registry or store trouble."""
+        repository = scan.repository
+        errors = TagErrors()
         try:
             last_page = await self._list_and_stage(scan, errors)
         except Exception as exc:  # any failure must leave the stored tags as they were

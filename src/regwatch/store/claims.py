@@ -8,7 +8,7 @@ superseded cannot finish, and a push recorded meanwhile is handed to the running
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
@@ -92,6 +92,15 @@ def begin_repository_scan(
         baseline=last_ok is None,
         started_at=at_ms(now),
     )
+
+
+def begin_repository_scans(
+    conn: Connection, account: str, names: Sequence[str], now: int
+) -> list[RepositoryScan]:
+    """Claim several repositories for scanning at once (in `names` order), each with its own
+    scan id: the indexer claims ahead in batches (indexer/claim_ahead.py) rather than making a
+    writer call per repository."""
+    return [begin_repository_scan(conn, account, name, now) for name in names]
 
 
 def mark_repository_failed(

@@ -218,6 +218,12 @@ class Store(EventMethods, ScanJobMethods):
             return claims.begin_repository_scan(conn, account, repository, self._now())
 
     @writes
+    def begin_repository_scans(self, account: str, names: Sequence[str]) -> list[RepositoryScan]:
+        """`begin_repository_scan` for each of `names`, in one transaction (all or none)."""
+        with self._write() as conn:
+            return claims.begin_repository_scans(conn, account, names, self._now())
+
+    @writes
     def stage_tags(self, scan: RepositoryScan, page: Sequence[StagedTag]) -> None:
         """Record one page of tags seen by the scan (nothing visible changes until finish)."""
         with self._write() as conn:

@@ -184,6 +184,28 @@ def test_a_superseded_scan_cannot_finish(store: Store) -> None:
     assert store.tags("hub", "team/app") == ["b"]
 
 
+def test_a_superseded_scan_that_aborts_leaves_the_repository_to_its_successor(
+    store: Store,
+) -> None:
+    scan(store, "team/app", [tag("1.0", "sha256:a")])
+    first = store.begin_repository_scan("hub", "team/app")
+    store.stage_tags(first, [tag("from-first")])
+    second = store.begin_repository_scan("hub", "team/app")
+    store.stage_tags(second, [tag("from-second")])
+    with pytest.raises(StoreError, match="superseded"):
+        store.finish_repository_scan(first)
+    store.abort_repository_scan(first, "superseded")  # what the indexer does with the error
+    repo = store.repository("hub", "team/app")
+    assert repo is not None
+    assert (repo.status, repo.last_error) == ("ok", None)  # not marked stale by the loser
+    store.finish_repository_scan(second, last_page=[tag("last")])  # its staging survived
+    assert store.tags("hub", "team/app") == ["from-second", "last"]
+    store.abort_repository_scan(first, "late")  # after the successor finished: still nothing
+    repo = store.repository("hub", "team/app")
+    assert repo is not None
+    assert (repo.status, repo.last_error) == ("ok", None)
+
+
 def test_events_are_recorded_in_order_with_one_delivery_per_sink(store: Store) -> None:
     scan(store, "team/app", [tag("1.0", "sha256:a")])
     outcome = scan(

@@ -103,6 +103,22 @@ def begin_repository_scans(
     return [begin_repository_scan(conn, account, name, now) for name in names]
 
 
+def abort_repository_scan(conn: Connection, scan: RepositoryScan, error: str, now: int) -> None:
+    """The scan failed. While it still owns the repository: `mark_repository_failed`. Once
+    another scan has claimed the repository (or finished it), that scan's outcome stands: only
+    this scan's own staging rows go, so a superseded scan neither marks the repository stale
+    nor drops what its successor staged."""
+    owner = conn.execute(
+        select(repositories.c.scan_id).where(
+            repositories.c.account == scan.account, repositories.c.name == scan.repository
+        )
+    ).first()
+    if owner is not None and owner.scan_id != scan.scan_id:
+        conn.execute(delete(scan_staging).where(scan_staging.c.scan_id == scan.scan_id))
+        return
+    mark_repository_failed(conn, scan.account, scan.repository, error, now)
+
+
 def mark_repository_failed(
     conn: Connection, account: str, repository: str, error: str, now: int
 ) -> None:

@@ -246,8 +246,10 @@ class Store(EventMethods, ScanJobMethods):
 
     @writes
     def abort_repository_scan(self, scan: RepositoryScan, error: str) -> None:
-        """The scan failed: drop what it staged, keep the tags, mark the repository stale."""
-        self.mark_repository_failed(scan.account, scan.repository, error)
+        """The scan failed: drop what it staged, keep the tags, mark the repository stale (unless
+        another scan has claimed the repository since: that one decides)."""
+        with self._write() as conn:
+            claims.abort_repository_scan(conn, scan, error, self._now())
 
     @writes
     def mark_repository_failed(self, account: str, repository: str, error: str) -> None:

@@ -103,6 +103,8 @@ async def test_writes_through_the_service_store_invalidate(tmp_path: Path) -> No
         await astore.call(Store.finish_run, run, requests=1, repositories_ok=1,
                           repositories_failed=0, status="ok", errors=[])  # fmt: skip
         assert cache.get("tags") == b"[]"
+        await astore.call(Store.begin_repository_scans, "a", ["r"])  # claims change no answer
+        assert cache.get("tags") == b"[]"
         await astore.call(Store.delete_account, "a")
         assert cache.get("tags") is None
     finally:

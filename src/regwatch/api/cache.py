@@ -71,6 +71,7 @@ _READ_NEUTRAL_WRITERS = frozenset(
         "start_run",
         "finish_run",
         "begin_repository_scan",
+        "begin_repository_scans",
         "stage_tags",
         "abort_repository_scan",
         "put_manifests",

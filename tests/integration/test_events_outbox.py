@@ -255,15 +255,17 @@ async def test_a_crashed_dispatchers_deliveries_go_out_once_its_leases_expire(
     assert deliveries(astore.store, outcome.event_id) == [("ci", "delivered", 2)]
 
 
-async def test_a_burst_of_5000_new_tags_is_held_by_the_rate_cap_not_lost(
+async def test_a_burst_of_new_tags_is_held_by_the_rate_cap_not_lost(
     astore: AsyncStore, receiver: WebhookReceiver
 ) -> None:
+    """The outbox worker alone, 1,000 events (tests/e2e/test_triggers_scan.py holds 5,000 back
+    through `serve`, as issue 6 asks; this one runs on both stores)."""
     config = Config(
         receiver, delivery={"rateCap": {"perMinute": 600, "burst": 20}, "concurrency": 16}
     )
     store = astore.store
     store.ensure_account("hub", "reg.example")
-    for r in range(50):  # 50 repositories x 100 new tags, recorded as scans record them
+    for r in range(10):  # 10 repositories x 100 new tags, recorded as scans record them
         scan = store.begin_repository_scan("hub", f"repo{r:02d}")
         store.stage_tags(scan, [StagedTag(f"v{t}", event=TAG_ADDED) for t in range(100)])
         store.finish_repository_scan(scan, sinks=["ci"])
@@ -279,16 +281,16 @@ async def test_a_burst_of_5000_new_tags_is_held_by_the_rate_cap_not_lost(
         status = outbox_json(store.outbox_counts(), rate_caps=worker.rate_caps)
         (capped,) = status["rateCapped"]
         assert (capped["sink"], capped["account"], capped["perMinute"]) == ("ci", "hub", 600)
-        assert capped["held"] >= 5000 - sent - 20
+        assert capped["held"] >= 1000 - sent - 20
         text = generate_latest(metrics.registry).decode()
         assert 'regwatch_rate_cap_held{account="hub",sink="ci"}' in text
         assert 'regwatch_deliveries_total{outcome="held",sink="ci"}' in text
         assert store.outbox_counts().by_sink_status.get(("ci", "dead"), 0) == 0
         # the operator raises the cap (a config reload): the held events all go out, once each
         config.set(delivery={"rateCap": {"perMinute": 100_000, "burst": 1000}, "concurrency": 16})
-        await receiver.wait_for_async(5000, timeout=120)
+        await receiver.wait_for_async(1000, timeout=60)
         await asyncio.sleep(0.3)
     ids = [r.header("Idempotency-Key") for r in receiver.requests]
-    assert len(ids) == len(set(ids)) == 5000
+    assert len(ids) == len(set(ids)) == 1000
     assert store.outbox_counts().by_sink_status == {}
     assert json.loads(receiver.requests[0].body)["content"]["account"] == "hub"

@@ -4,9 +4,9 @@ A repository scan starts by claiming the repository in the store (`Store.begin_r
 a push recorded from then on is handed to the scan, and a scan that another one superseded
 cannot finish). Claimed one at a time, that is a round trip through the store's single writer
 per repository before its `tags/list` can go out; in the indexing benchmark the workers waited
-~8 ms on it each time (docs/benchmarks.md, "Fifth pass"). `ClaimAhead` claims the next `batch`
-repositories in one call when its stock runs out, so most workers find a claimed repository
-waiting.
+~8 ms on it each time (docs/benchmarks.md, end of "Fourth pass"). `ClaimAhead` claims the next
+`batch` repositories in one call when its stock runs out, so most workers find a claimed
+repository waiting.
 
 What it keeps: every repository is still claimed before its listing starts (the push hand-off
 depends on that), each with its own scan id. What it changes: a claim may precede its listing by

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from regwatch.errors import StoreError
 from regwatch.store.accounts import clip, ensure_repository, require_account
@@ -108,15 +109,16 @@ def abort_repository_scan(conn: Connection, scan: RepositoryScan, error: str, no
     another scan has claimed the repository (or finished it), that scan's outcome stands: only
     this scan's own staging rows go, so a superseded scan neither marks the repository stale
     nor drops what its successor staged."""
-    owner = conn.execute(
-        select(repositories.c.scan_id).where(
-            repositories.c.account == scan.account, repositories.c.name == scan.repository
-        )
-    ).first()
+    owner = conn.execute(select(repositories.c.scan_id).where(repository_of(scan))).first()
     if owner is not None and owner.scan_id != scan.scan_id:
         conn.execute(delete(scan_staging).where(scan_staging.c.scan_id == scan.scan_id))
         return
     mark_repository_failed(conn, scan.account, scan.repository, error, now)
+
+
+def repository_of(scan: RepositoryScan) -> ColumnElement[bool]:
+    """The `repositories` row of the scan's repository."""
+    return and_(repositories.c.account == scan.account, repositories.c.name == scan.repository)
 
 
 def mark_repository_failed(

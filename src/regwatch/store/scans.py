@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 
 from regwatch.errors import StoreError
 from regwatch.store.accounts import _record_removed, require_account
+from regwatch.store.claims import repository_of
 from regwatch.store.dialect import lock_event_order, prefer_set_joins, upsert
 from regwatch.store.merge import merge_listing
 from regwatch.store.records import (
@@ -147,18 +148,14 @@ def _merge_staged(
     }
     if added or rewritten or removed:  # changed_at: a cache validator (api/cache.py)
         values["changed_at"] = now
-    conn.execute(update(repositories).where(_repository(scan)).values(values))
+    conn.execute(update(repositories).where(repository_of(scan)).values(values))
     # this scan's rows, and any an abandoned scan of the repository left behind
     conn.execute(delete(s).where(s.c.account == scan.account, s.c.repository == scan.repository))
     return ScanOutcome(added, changed, int(removed), int(count), event_count)
 
 
-def _repository(scan: RepositoryScan) -> ColumnElement[bool]:
-    return and_(repositories.c.account == scan.account, repositories.c.name == scan.repository)
-
-
 def _check_current(conn: Connection, scan: RepositoryScan) -> None:
-    current = conn.execute(select(repositories.c.scan_id).where(_repository(scan))).scalar()
+    current = conn.execute(select(repositories.c.scan_id).where(repository_of(scan))).scalar()
     if current != scan.scan_id:
         raise StoreError(
             f"the scan of {scan.account}/{scan.repository} was superseded by another scan",

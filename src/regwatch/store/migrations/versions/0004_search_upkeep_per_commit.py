@@ -28,18 +28,16 @@ _FTS_TABLE = (
     "CREATE VIRTUAL TABLE tags_search USING fts5(ref, content='tags', content_rowid='id', "
     "tokenize='trigram', detail=none{options})"
 )
+_STILL_PENDING = (  # the row was not handed to the index yet: nothing to delete from it
+    "SELECT 1 FROM tags_search_pending WHERE account_key = old.id >> 40 AND first_id <= old.id"
+)
 _UPKEEP_PER_COMMIT = (
     "CREATE TABLE tags_search_pending "
     "(account_key INTEGER PRIMARY KEY NOT NULL, first_id INTEGER NOT NULL)",
     "CREATE TRIGGER tags_search_delete AFTER DELETE ON tags "
-    "WHEN NOT EXISTS (SELECT 1 FROM tags_search_pending "
-    "WHERE account_key = old.id >> 40 AND first_id <= old.id) BEGIN "
-    "INSERT INTO tags_search(tags_search, rowid, ref) VALUES ('delete', old.id, old.ref); END",
+    f"WHEN NOT EXISTS ({_STILL_PENDING}) BEGIN {_FTS_DELETE}; END",
     "CREATE TRIGGER tags_search_update AFTER UPDATE OF ref ON tags "
-    "WHEN NOT EXISTS (SELECT 1 FROM tags_search_pending "
-    "WHERE account_key = old.id >> 40 AND first_id <= old.id) BEGIN "
-    "INSERT INTO tags_search(tags_search, rowid, ref) VALUES ('delete', old.id, old.ref); "
-    "INSERT INTO tags_search(rowid, ref) VALUES (new.id, new.ref); END",
+    f"WHEN NOT EXISTS ({_STILL_PENDING}) BEGIN {_FTS_DELETE}; {_FTS_INSERT}; END",
 )
 _UPKEEP_PER_ROW = (  # revision 0001's
     f"CREATE TRIGGER tags_search_insert AFTER INSERT ON tags BEGIN {_FTS_INSERT}; END",

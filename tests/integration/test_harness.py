@@ -198,7 +198,11 @@ async def test_populate_makes_repositories_times_tags(
     assert len({i.digest for i in images}) == 4  # tag j is the same image in every repository
     assert len({i.digest for i in unique}) == 4
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{registry_anonymous.url}/v2/_catalog") as resp:
+        # the session's registry holds other tests' repositories: list from just before ours
+        # (a catalog page is 100 names, and ours may sort beyond the first page)
+        catalog = f"{registry_anonymous.url}/v2/_catalog"
+        after = {"last": unique_name.rstrip("/"), "n": "100"}
+        async with session.get(catalog, params=after) as resp:
             repos = [r for r in (await resp.json())["repositories"] if r.startswith(unique_name)]
         assert len(repos) == 5
         tags_url = f"{registry_anonymous.url}/v2/{unique_name}repo0002/tags/list"

@@ -13,6 +13,7 @@ from store_support import assert_search_index_exact
 from regwatch.models import ImageConfig, ManifestInfo, PlatformManifest
 from regwatch.store import StagedTag, Store, open_store
 from regwatch.store.dialect import merge_search_index, search_index_segments, trigram_counts
+from regwatch.store.queries import _IMAGE_COLUMNS, _find_query, _sqlite_sql
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -136,6 +137,50 @@ def test_filters_are_exact(two_accounts: Store) -> None:
     assert store.find_images(repository="web") == []
     assert store.find_images(account="nobody") == []
     assert store.find_images(account="nobody", q="web") == []
+
+
+def test_a_tag_alone_finds_exactly_that_tag_everywhere(store: Store) -> None:
+    """Without a repository, a tag is found in every repository and account, in index order, and
+    only that tag: not a tag it begins (1.0 / 1.0.1), nor the same letters in another case, nor
+    a port or repository name that holds it (SQLite: through the trigram index as ":tag", or a
+    scan for a one-letter tag)."""
+    tags = ["1.0", "1.0.1", "v1", "V1", "a", "a1", "5000", "app"]
+    index(store, "a", "reg.example:5000", "team/app", [StagedTag(t) for t in tags])
+    index(store, "a", "reg.example:5000", "team/5000", [StagedTag("1.0"), StagedTag("v1")])
+    index(store, "b", "other.example", "app", [StagedTag("V1"), StagedTag("a")])
+    assert names(store.find_images(tag="1.0")) == ["a:team/app:1.0", "a:team/5000:1.0"]
+    assert names(store.find_images(tag="v1")) == ["a:team/app:v1", "a:team/5000:v1"]
+    assert names(store.find_images(tag="V1")) == ["a:team/app:V1", "b:app:V1"]
+    assert names(store.find_images(tag="a")) == ["a:team/app:a", "b:app:a"]
+    assert names(store.find_images(tag="a1")) == ["a:team/app:a1"]
+    assert names(store.find_images(tag="5000")) == ["a:team/app:5000"]
+    assert names(store.find_images(tag="app")) == ["a:team/app:app"]
+    assert names(store.find_images(tag="V1", account="b")) == ["b:app:V1"]
+    assert names(store.find_images(tag="v1", limit=1)) == ["a:team/app:v1"]
+    assert names(store.find_images("5000/v", tag="v1")) == []  # q applies too: "5000/team…"
+    assert names(store.find_images("team/5000", tag="v1")) == ["a:team/5000:v1"]
+    assert store.find_images(tag="1.") == []
+    assert store.find_images(tag="v1", account="nobody") == []
+
+
+def test_a_tag_alone_is_looked_up_through_an_index_on_sqlite(store: Store) -> None:
+    """SQLite has no index of every tag name (migration 0005): a tag goes through the trigram
+    index, a one-character tag through its partial index; neither reads the whole table.
+    (PostgreSQL keeps its tag-name index: test_store_schema.)"""
+    index(store, "a", "reg.example", "team/app", [StagedTag("v1"), StagedTag("a")])
+    if not store.is_sqlite:
+        assert names(store.find_images(tag="a")) == ["a:team/app:a"]
+        return
+    for tag, used in (("v1", "tags_search"), ("a", "ix_tags_short_tag")):
+        with store.engines.reader.connect() as conn:
+            statement, params = _find_query(conn, True, None, None, None, tag, 20, _IMAGE_COLUMNS)
+            sql, order, defaults = _sqlite_sql(statement)
+            values = [params[name] if name in params else defaults[name] for name in order]
+            driver = conn.connection.driver_connection
+            plan = [row[3] for row in driver.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
+        assert any(used in step for step in plan), plan
+        assert "SCAN tags" not in plan, plan
+        assert names(store.find_images(tag=tag)) == [f"a:team/app:{tag}"]
 
 
 def test_q_combines_with_every_filter(two_accounts: Store) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, desc, func, select
+from sqlalchemy import Integer, Select, bindparam, desc, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
@@ -40,7 +40,14 @@ from regwatch.store.records import (
     at_ms,
     from_ms,
 )
-from regwatch.store.schema import accounts, repositories, scan_runs, tag_history, tags
+from regwatch.store.schema import (
+    SHORT_TAG_SQL,
+    accounts,
+    repositories,
+    scan_runs,
+    tag_history,
+    tags,
+)
 from regwatch.store.search import search_postgres
 
 _IMAGE_COLUMNS = (
@@ -109,26 +116,31 @@ def _find_query(
     """The statement and parameters of a find; None when it cannot match (unknown account)."""
     params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
     search = bool(q) and repository is None and tag is None
-    match = (
-        trigram_query(q or "", trigram_counts(conn.engine).get()) if search and is_sqlite else None
-    )
+    # SQLite has no tag-name index (migration 0005): a tag without a repository is looked up
+    # through the trigram index, as the ":tag" its refs all hold
+    by_tag = is_sqlite and tag is not None and repository is None
+    match = None
+    if is_sqlite and (search or by_tag):
+        text = q if search else f":{tag}"
+        match = trigram_query(text or "", trigram_counts(conn.engine).get())
     fts = match is not None
     chars = search and not is_sqlite
-    if q:
-        params["pattern"] = like_pattern(q.lower())
-        if fts:
-            params["match"] = match
-        if chars:
-            params["chars"] = chars_pattern(q)
-    if search and account is not None:
+    if q or fts:
+        params["pattern"] = like_pattern((q or f":{tag}").lower())
+    if fts:
+        params["match"] = match
+    if chars:
+        params["chars"] = chars_pattern(q or "")
+    if (search or fts) and account is not None:
         key = account_key(conn, account)
         if key is None:
             return None
         params["low"], params["high"] = account_id_range(key)
     if limit is not None:
         params["limit"] = max(limit, 0)
+    short = by_tag and not fts  # a one-character tag: its partial index (migration 0005)
     shape = (account is not None, repository is not None, tag is not None, bool(q), fts, chars)
-    return _find_statement(*shape, limit is not None, columns), params
+    return _find_statement(*shape, limit is not None, columns, short), params
 
 
 def _searched_on_postgres(
@@ -230,6 +242,7 @@ def _find_statement(
     chars: bool,
     limit: bool,
     columns: tuple[Any, ...] = _IMAGE_COLUMNS,
+    short_tag: bool = False,
 ) -> Select[Any]:
     """One statement per combination of filters, built once: building and cache-keying a
     12-column SELECT costs more than running it. Values are bound at execution."""
@@ -241,15 +254,19 @@ def _find_statement(
             query = query.where(tags.c.account.in_(select(accounts.c.name)))
         query = query.where(tags.c.repository == bindparam("repository"))
         query = query.order_by(tags.c.account, tags.c.tag)
+    elif fts:  # `q`, or (SQLite) a tag: `pattern` is `q`, else the tag's ":tag"
+        query = search_images(query, fts=True, id_range=account)
     elif tag:
         query = query.order_by(tags.c.id)
     elif q:
-        query = search_images(query, fts=fts, id_range=account, chars=chars)
+        query = search_images(query, fts=False, id_range=account, chars=chars)
     else:
         query = query.order_by(tags.c.account, tags.c.repository, tags.c.tag)
     if tag:
         query = query.where(tags.c.tag == bindparam("tag"))
-    if q and (repository or tag):
+    if short_tag:
+        query = query.where(text(SHORT_TAG_SQL))
+    if q and (repository or tag) and not fts:
         query = query.where(ref_contains())
     if limit:
         query = query.limit(bindparam("limit", type_=Integer))

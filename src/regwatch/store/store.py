@@ -103,7 +103,7 @@ class Store(EventMethods, ScanJobMethods):
         Each runs in its own savepoint, so each stays atomic on its own (a failure rolls back
         that call only, and is returned as its (None, error)); all become visible together.
         Why: on SQLite a commit writes every page the transaction dirtied, and small repository
-        merges dirty the same pages (the tag-name index, the search index) over and over; one
+        merges dirty the same pages (the search index, the tag history) over and over; one
         commit for a few of them halves the writer's CPU per repository (docs/benchmarks.md).
         """
         outcomes: list[tuple[Any, Exception | None]] = []

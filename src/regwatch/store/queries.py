@@ -121,8 +121,8 @@ def _find_query(
     by_tag = is_sqlite and tag is not None and repository is None
     match = None
     if is_sqlite and (search or by_tag):
-        text = q if search else f":{tag}"
-        match = trigram_query(text or "", trigram_counts(conn.engine).get())
+        searched = q if search else f":{tag}"
+        match = trigram_query(searched or "", trigram_counts(conn.engine).get())
     fts = match is not None
     chars = search and not is_sqlite
     if q or fts:

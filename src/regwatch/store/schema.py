@@ -121,7 +121,7 @@ tags = Table(
     Index(None, "account", "repository", "date_key", "tag"),
     # `images/find` by tag without a repository. PostgreSQL only: on SQLite that lookup goes
     # through the trigram index (a tag-name index scatters every scan's inserts over its pages:
-    # 12-18 % of the writer's merge work, docs/benchmarks.md; migration 0005), except for the
+    # 9-18 % of the writer's merge work, docs/benchmarks.md; migration 0005), except for the
     # one-character tags that hold no trigram with their ":": those few have their own index
     Index(None, "tag").ddl_if(dialect="postgresql"),
     Index("ix_tags_short_tag", "tag", sqlite_where=text(SHORT_TAG_SQL)).ddl_if(dialect="sqlite"),

@@ -2,7 +2,7 @@
 
 Why: it is the only index of `tags` whose leading column is not the account and repository, so
 every repository a scan merges inserts into pages all over it, and each write transaction
-dirties and writes many of them: 12-18 % of the store writer's merge work for new tags
+dirties and writes many of them: 9-18 % of the store writer's merge work for new tags
 (bench/merge_indexes.py, docs/benchmarks.md "Sixth measurement"). The one lookup it served,
 `images/find` by tag without a repository, goes through the trigram search index on SQLite
 (`:tag` is in the tag's ref; the exact tag is then checked), as `q` does; one-character tags,

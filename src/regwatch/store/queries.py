@@ -41,6 +41,7 @@ from regwatch.store.records import (
     from_ms,
 )
 from regwatch.store.schema import (
+    SHORT_TAG,
     SHORT_TAG_SQL,
     accounts,
     repositories,
@@ -117,16 +118,20 @@ def _find_query(
     params: dict[str, Any] = {"account": account, "repository": repository, "tag": tag}
     search = bool(q) and repository is None and tag is None
     # SQLite has no tag-name index (migration 0005): a tag without a repository is looked up
-    # through the trigram index, as the ":tag" its refs all hold
+    # through the trigram index, as the ":tag" its refs all hold; a one-character tag, whose
+    # ":t" holds no trigram, through its partial index
     by_tag = is_sqlite and tag is not None and repository is None
-    match = None
-    if is_sqlite and (search or by_tag):
-        searched = q if search else f":{tag}"
-        match = trigram_query(searched or "", trigram_counts(conn.engine).get())
+    short = by_tag and len(tag or "") < SHORT_TAG
+    searched = q if search else f":{tag}" if by_tag and not short else None
+    match = (
+        trigram_query(searched, trigram_counts(conn.engine).get())
+        if is_sqlite and searched
+        else None
+    )
     fts = match is not None
     chars = search and not is_sqlite
     if q or fts:
-        params["pattern"] = like_pattern((q or f":{tag}").lower())
+        params["pattern"] = like_pattern((q or searched or "").lower())
     if fts:
         params["match"] = match
     if chars:
@@ -138,7 +143,6 @@ def _find_query(
         params["low"], params["high"] = account_id_range(key)
     if limit is not None:
         params["limit"] = max(limit, 0)
-    short = by_tag and not fts  # a one-character tag: its partial index (migration 0005)
     shape = (account is not None, repository is not None, tag is not None, bool(q), fts, chars)
     return _find_statement(*shape, limit is not None, columns, short), params
 

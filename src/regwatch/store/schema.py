@@ -88,7 +88,8 @@ repositories = Table(
 
 # SQLite: the tags that `images/find` by tag cannot look up through the trigram index (":t" is
 # two characters); the lookup repeats this condition so that the partial index serves it
-SHORT_TAG_SQL = "length(tag) < 2"
+SHORT_TAG = 2  # tags shorter than this
+SHORT_TAG_SQL = f"length(tag) < {SHORT_TAG}"
 
 tags = Table(
     "tags",
